@@ -1,0 +1,417 @@
+"""The public contracts: component interfaces, their context, secrets, metrics, dead letters.
+
+Plugins import from here (or from ``etl_core``); everything else in the package is internal.
+This module imports no Spark at run time, so loading a plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from etl_core.errors import (
+    ConfigError,
+    EtlError,
+    LoadError,
+    PermanentError,
+    PluginError,
+    RunFailed,
+    SecretError,
+    TransientError,
+    UnknownComponentError,
+    ValidationFailed,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+__all__ = [
+    "CAPABILITIES",
+    "ConfigError",
+    "Context",
+    "CredentialProvider",
+    "DEAD_LETTER_DDL",
+    "DeadLetterError",
+    "DeadLetterRecord",
+    "EtlError",
+    "Extractor",
+    "Loader",
+    "LoadError",
+    "MetricsReporter",
+    "MicroBatchMetrics",
+    "NoOptions",
+    "PermanentError",
+    "PluginError",
+    "RuleResult",
+    "RunFailed",
+    "RunMetrics",
+    "Secret",
+    "SecretError",
+    "SecretRef",
+    "StageMetrics",
+    "Staged",
+    "StateStore",
+    "Transformer",
+    "TransientError",
+    "UnknownComponentError",
+    "Validation",
+    "ValidationFailed",
+    "Validator",
+]
+
+CAPABILITIES = frozenset(
+    {"batch", "streaming", "upsert", "exactly_once", "partitioned_read", "incremental"}
+)
+STAGES = ("extract", "validate", "transform", "load")
+
+
+class Secret:
+    """A secret value. Prints as ``***`` everywhere; only :meth:`reveal` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and type(other) is type(self) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._value,))
+
+
+class SecretRef(Secret):
+    """An unresolved reference such as ``env:PG_PASSWORD`` or ``vault:etl/warehouse#password``.
+
+    Config holds these; the runner replaces them with resolved :class:`Secret` values just
+    before a component uses them.
+    """
+
+    __slots__ = ("provider", "path", "field")
+
+    def __init__(self, provider: str, path: str, field: str | None = None):
+        super().__init__("")
+        self.provider, self.path, self.field = provider, path, field
+
+    @classmethod
+    def parse(cls, text: str) -> SecretRef:
+        provider, sep, rest = text.partition(":")
+        path, _, field = rest.partition("#")
+        if not sep or not provider or not path:
+            raise ValueError(
+                f"secret reference {text!r} must look like 'provider:path' or "
+                "'provider:path#field', e.g. 'env:PG_PASSWORD'"
+            )
+        return cls(provider, path, field or None)
+
+    def reveal(self) -> str:
+        raise SecretError(f"secret reference {self} was used before it was resolved")
+
+    def __repr__(self) -> str:
+        return f"SecretRef({self.provider}:{self.path}{'#' + self.field if self.field else ''})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretRef) and repr(other) == repr(self)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.provider, self.path, self.field))
+
+
+@attrs.frozen
+class NoOptions:
+    """Options of a component that takes none."""
+
+
+@attrs.define
+class Context:
+    """What a component may use while the runner calls it. One per component call.
+
+    ``bookmark`` is the high-water mark stored for this source by the last successful run
+    (``None`` the first time); an extractor reading incrementally calls :meth:`propose_bookmark`
+    with the new mark, which the runner stores only after every sink has published.
+    """
+
+    spark: SparkSession
+    pipeline: str
+    run_id: str
+    run_key: str
+    base_dir: Path
+    dataset: str
+    component: str
+    sink_index: int | None = None
+    read_schema: str | None = None
+    bookmark: Any = None
+    log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("etl"))
+    _propose_bookmark: Callable[[str, Any], None] | None = attrs.field(default=None, repr=False)
+    _dead_letter: Callable[[str, str, str, DataFrame], None] | None = attrs.field(
+        default=None, repr=False
+    )
+
+    def path(self, value: str | Path) -> Path:
+        """A path from the config, relative to the pipeline file's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def propose_bookmark(self, value: Any) -> None:
+        if self._propose_bookmark is None:
+            raise EtlError(f"{self.dataset}: bookmarks can only be proposed by sources")
+        self._propose_bookmark(self.dataset, value)
+
+    def dead_letter(self, stage: str, records: DataFrame) -> None:
+        """Route rejected rows (a DataFrame of :data:`DEAD_LETTER_DDL`) to the dead letters.
+
+        They are staged and published with the run, like any sink.
+        """
+        if self._dead_letter is None:
+            raise EtlError(f"{self.dataset}: no dead-letter route in this context")
+        self._dead_letter(stage, self.dataset, self.component, records)
+
+
+class Component(ABC):
+    """What every component type declares. Subclasses set the class attributes."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    capabilities: ClassVar[frozenset[str]] = frozenset({"batch"})
+
+
+class Extractor(Component):
+    @abstractmethod
+    def extract(self, ctx: Context, options: Any) -> DataFrame:
+        """Return the source as a lazy DataFrame; the I/O runs on the executors."""
+
+    def extract_stream(self, ctx: Context, options: Any) -> DataFrame:
+        raise PermanentError(f"{self.name} does not support streaming")
+
+
+class Transformer(Component):
+    #: How many inputs the transform takes: ``(min, max)``, ``max`` ``None`` for no limit.
+    inputs: ClassVar[tuple[int, int | None]] = (1, 1)
+
+    @abstractmethod
+    def transform(self, ctx: Context, inputs: Mapping[str, DataFrame], options: Any) -> DataFrame:
+        """Build the output from the named inputs, lazily (no Spark action)."""
+
+    def check(self, inputs: Sequence[str], options: Any) -> list[str]:
+        """Problems found without data (called by ``etl validate``); empty when fine."""
+        return []
+
+
+@attrs.frozen
+class RuleResult:
+    rule: str
+    severity: str
+    passed: bool
+    failed_rows: int | None = None
+    message: str = ""
+
+
+@attrs.frozen
+class Validation:
+    """What a validator returns: no Spark action happens while building it.
+
+    ``flags`` maps rule names to boolean columns that are true where a row breaks the rule;
+    ``aggregates`` are observed in the staging pass; ``verdict`` turns the observed numbers into
+    results after staging.
+    """
+
+    flags: Mapping[str, Column]
+    aggregates: Mapping[str, Column]
+    verdict: Callable[[Mapping[str, Any]], Sequence[RuleResult]]
+    severities: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class Validator(Component):
+    @abstractmethod
+    def validate(self, ctx: Context, df: DataFrame, options: Any) -> Validation: ...
+
+
+@attrs.frozen
+class Staged:
+    """A small handle on staged rows, rebuildable from ``(pipeline, run_id, sink)``."""
+
+    sink: str
+    index: int
+    run_key: str
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class Loader(Component):
+    """Two-phase writer: ``stage`` moves the rows, ``publish`` makes them visible atomically."""
+
+    modes: ClassVar[frozenset[str]] = frozenset({"append", "overwrite", "error"})
+
+    @abstractmethod
+    def stage(self, ctx: Context, df: DataFrame, options: Any) -> Staged:
+        """Write every row into a staging area in one Spark action; publish nothing."""
+
+    @abstractmethod
+    def publish(self, ctx: Context, staged: Staged, options: Any) -> None:
+        """Make the staged rows visible atomically; a no-op if this run already published."""
+
+    @abstractmethod
+    def discard(self, ctx: Context, staged: Staged, options: Any) -> None:
+        """Drop the staging area; the target stays as it was."""
+
+    def clean_stale(self, ctx: Context, options: Any, live_runs: Sequence[str]) -> None:
+        """Drop staging left by runs (``run_key``) that are not live."""
+
+    def load_stream(self, ctx: Context, df: DataFrame, options: Any) -> Any:
+        raise PermanentError(f"{self.name} does not support streaming")
+
+    @classmethod
+    def dead_letter_options(cls, options: Any, *, pipeline: str, run_key: str, stage: str) -> Any:
+        """Options for writing one stage's dead letters of a run (e.g. a sub-folder per stage)."""
+        return options
+
+
+class CredentialProvider(Component):
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def resolve(self, options: Any) -> Mapping[str, Secret]:
+        """Fetch the named fields of one credentials entry."""
+
+    @classmethod
+    def options_for_reference(cls, path: str) -> Any:
+        """Options for an inline ``{secret: "<name>:<path>#field"}`` reference."""
+        raise NotImplementedError(f"{cls.name} does not support inline secret references")
+
+    def close(self) -> None:
+        """Release leases at the end of the run."""
+
+
+@attrs.define
+class StageMetrics:
+    dataset: str
+    stage: str
+    component: str
+    rows_in: int | None = None
+    rows_out: int | None = None
+    rows_rejected: int = 0
+    dead_lettered: int = 0
+    bytes: int | None = None
+    duration_s: float | None = None
+
+
+@attrs.define
+class MicroBatchMetrics:
+    """One streaming micro-batch, filled from the query's progress."""
+
+    batch_id: int
+    input_rows_per_second: float | None = None
+    processed_rows_per_second: float | None = None
+    batch_duration_s: float | None = None
+    watermark: str | None = None
+    state_rows: int | None = None
+    lag: int | None = None
+
+
+@attrs.define
+class RunMetrics:
+    """What one run did, from the counts observed in the actions that moved the data."""
+
+    pipeline: str
+    run_id: str
+    run_key: str
+    status: str = "running"
+    started_at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.timezone.utc))
+    finished_at: dt.datetime | None = None
+    stages: list[StageMetrics] = attrs.field(factory=list)
+    published: list[str] = attrs.field(factory=list)
+    retries: int = 0
+    breaker_states: dict[str, str] = attrs.field(factory=dict)
+    dead_letters: int = 0
+    quality: list[RuleResult] = attrs.field(factory=list)
+    streaming: list[MicroBatchMetrics] = attrs.field(factory=list)
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def stage(self, dataset: str, stage: str) -> StageMetrics | None:
+        return next((s for s in self.stages if (s.dataset, s.stage) == (dataset, stage)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        data["duration_s"] = self.duration_s
+        return data
+
+
+class MetricsReporter(Component):
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def report(self, metrics: RunMetrics, options: Any) -> None: ...
+
+
+class StateStore(Component):
+    """Keeps incremental high-water marks per pipeline and source."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def load(self, base_dir: Path, pipeline: str, options: Any) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def save(
+        self, base_dir: Path, pipeline: str, bookmarks: Mapping[str, Any], options: Any
+    ) -> None:
+        """Store the new marks (merged over the old ones) atomically."""
+
+
+@attrs.frozen
+class DeadLetterError:
+    rule: str
+    message: str
+    severity: str = "error"
+
+
+@attrs.frozen
+class DeadLetterRecord:
+    """One rejected row (DESIGN §7). ``row`` is the original row as JSON, secrets redacted."""
+
+    pipeline: str
+    run_id: str
+    stage: str
+    component: str
+    dataset: str
+    errors: tuple[DeadLetterError, ...]
+    timestamp: dt.datetime
+    source_position: str | None
+    row: str
+
+
+#: The Spark schema of a DataFrame of dead-letter records.
+DEAD_LETTER_DDL = (
+    "pipeline STRING, run_id STRING, stage STRING, component STRING, dataset STRING, "
+    "errors ARRAY<STRUCT<rule: STRING, message: STRING, severity: STRING>>, "
+    "timestamp TIMESTAMP, source_position STRING, row STRING"
+)

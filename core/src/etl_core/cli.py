@@ -1,0 +1,154 @@
+"""The ``etl`` command. Imports neither Spark nor any driver until a run starts.
+
+Exit codes: 0 success, 1 the run failed, 2 a bad pipeline file or bad usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from etl_core.errors import EtlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(command: F) -> F:
+    """User mistakes and failed runs print one short message; ``--debug`` adds the traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return command(*args, **kwargs)
+        except EtlError as exc:
+            if debug:
+                traceback.print_exc()
+            click.secho(f"error: {exc}", err=True, fg="red")
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Plain(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"warning: {text}" if record.levelno == logging.WARNING else text
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final result.")
+@click.version_option(package_name="etl-core", prog_name="etl")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """etl: run pipelines of named datasets on Apache Spark."""
+    logger = logging.getLogger("etl")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Plain("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
+    ctx.obj = {"quiet": quiet}
+
+
+_set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="PATH=VALUE",
+    help="Override a config value, e.g. --set sources.orders.partitions=4 (repeatable).",
+)
+_pipeline_argument = click.argument("pipeline", type=click.Path(dir_okay=False))
+
+
+@main.command()
+@_pipeline_argument
+@_set_option
+@_user_errors
+def validate(pipeline: str, overrides: tuple[str, ...]) -> None:
+    """Check a pipeline file without reading data (no Spark)."""
+    from etl_core import config
+    from etl_core.plugins import get_plugin_host
+
+    spec = config.load(pipeline, overrides=overrides)
+    bound = config.bind(spec, get_plugin_host())
+    for name in bound.plan.unused:
+        click.echo(f"warning: dataset {name!r} feeds no sink", err=True)
+    click.echo(
+        f"{pipeline}: valid ({len(spec.sources)} sources, {len(spec.transforms)} transforms, "
+        f"{len(spec.sinks)} sinks)"
+    )
+
+
+@main.command()
+@_pipeline_argument
+@_set_option
+@click.option("--master", help="Spark master for this run, e.g. local[2] or spark://host:7077.")
+@click.option("--run-id", help="Name this run (orchestrators pass their task id).")
+@click.pass_context
+@_user_errors
+def run(ctx: click.Context, pipeline: str, overrides: tuple[str, ...], master: str | None,
+        run_id: str | None) -> None:
+    """Run a pipeline: stage every sink, check, then publish."""
+    import attrs
+
+    from etl_core import config
+    from etl_core.plugins import get_plugin_host
+    from etl_core.runner import run as run_pipeline
+
+    quiet = ctx.obj["quiet"]
+    spec = config.load(pipeline, overrides=overrides)
+    if master:
+        spec = attrs.evolve(spec, engine=attrs.evolve(spec.engine, master=master))
+    host = get_plugin_host()
+    bound = config.bind(spec, host)
+
+    def progress(message: str) -> None:
+        if not quiet:
+            click.echo(f"· {message}", err=True)
+
+    try:
+        metrics = run_pipeline(bound, host, run_id=run_id, progress=progress)
+    except EtlError as exc:
+        partial = getattr(exc, "metrics", None)
+        if partial is not None and not quiet:
+            click.echo(render_report(partial), err=True)
+        raise
+    click.echo(render_report(metrics))
+
+
+def render_report(metrics: Any) -> str:
+    duration = f" in {metrics.duration_s:.1f}s" if metrics.duration_s is not None else ""
+    lines = [f"run {metrics.run_id} of {metrics.pipeline}: {metrics.status}{duration}"]
+    rows = [(s.dataset, s.stage, "-" if s.rows_out is None else str(s.rows_out)) for s in metrics.stages]
+    if rows:
+        width = max(len("dataset"), *(len(r[0]) for r in rows))
+        lines.append(f"  {'dataset':<{width}}  {'stage':<9}  rows")
+        lines += [f"  {d:<{width}}  {s:<9}  {n}" for d, s, n in rows]
+    if metrics.published:
+        lines.append(f"  published: {', '.join(metrics.published)}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--strict", is_flag=True, help="Fail on a plugin that cannot be loaded.")
+@_user_errors
+def plugins(strict: bool) -> None:
+    """List installed plugins, their components and capabilities."""
+    from etl_core.plugins import get_plugin_host
+
+    host = get_plugin_host(strict=strict)
+    for info in host.plugins():
+        click.echo(f"{info.distribution} {info.version}" + (
+            "" if info.name == info.distribution else f"  (entry point {info.name!r})"))
+        for kind, name in info.components:
+            caps = ", ".join(sorted(host.component(kind, name).capabilities)) or "-"
+            click.echo(f"  {kind.replace('_', ' '):<20} {name:<14} {caps}")

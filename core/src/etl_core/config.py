@@ -1,0 +1,503 @@
+"""The pipeline file: YAML (or JSON) → ``PipelineSpec``, with every mistake located.
+
+Loading is two steps. :func:`load` reads the file, applies ``--set`` overrides and ``${ENV}``
+interpolation, and structures the core model; component options stay raw mappings there.
+:func:`bind` resolves each component type through the plugin host and structures its options
+with the component's own ``Options`` class. Both collect every issue before raising.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from etl_core.api import Component, SecretRef
+from etl_core.errors import ConfigError, ConfigIssue, UnknownComponentError, raise_if_any
+from etl_core.options import duration, one_of, positive, structure, unknown_key
+from etl_core.plan import Plan, build_plan
+from etl_core.plugins import PluginHost
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@attrs.frozen
+class EngineSpec:
+    master: str | None = None
+    remote: str | None = None
+    conf: dict[str, str] = attrs.field(factory=dict)
+    driver_memory: str = "2g"
+
+
+@attrs.frozen
+class RetrySpec:
+    attempts: int = attrs.field(default=3, validator=positive)
+    backoff: str = attrs.field(default="exponential", validator=one_of("exponential", "fixed", "none"))
+    initial: str | float = attrs.field(default="1s", validator=duration)
+    max: str | float = attrs.field(default="60s", validator=duration)
+    jitter: bool = True
+
+
+@attrs.frozen
+class BreakerSpec:
+    failure_threshold: int = attrs.field(default=5, validator=positive)
+    reset_after: str | float = attrs.field(default="30s", validator=duration)
+
+
+@attrs.frozen
+class Block:
+    """A component block: its ``type``, the core-owned keys, and the component's raw options."""
+
+    type: str
+    options: dict[str, Any] = attrs.field(factory=dict)
+    credentials: str | None = None
+    retry: RetrySpec | None = None
+    circuit_breaker: BreakerSpec | None = None
+
+
+@attrs.frozen
+class SourceSpec(Block):
+    incremental: dict[str, Any] | None = None
+    read_schema: str | list[dict[str, Any]] | None = None
+
+
+@attrs.frozen
+class TransformSpec(Block):
+    inputs: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class SinkSpec(Block):
+    input: str = ""
+    on_reject: str = attrs.field(default="fail", validator=one_of("fail", "dead_letter"))
+
+
+@attrs.frozen
+class CredentialSpec:
+    provider: str
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ValidateSpec:
+    """Accepted structurally here; the validation issue gives rules their meaning."""
+
+    schema: str | list[dict[str, Any]] | None = None
+    mode: str = attrs.field(default="strict", validator=one_of("strict", "additive", "coerce"))
+    rules: list[dict[str, Any]] = attrs.field(factory=list)
+    on_failure: str = attrs.field(default="abort", validator=one_of("abort", "continue", "quarantine"))
+
+
+@attrs.frozen
+class ErrorsSpec:
+    retry: RetrySpec | None = None
+    circuit_breaker: BreakerSpec | None = None
+    dead_letter: Block | None = None
+    max_bad_rows: int | None = None
+    max_bad_ratio: float | None = None
+
+
+@attrs.frozen
+class TracingSpec:
+    exporter: str = attrs.field(default="otlp", validator=one_of("otlp", "console"))
+    endpoint: str | None = None
+
+
+@attrs.frozen
+class PipelineSpec:
+    name: str
+    version: int = 1
+    mode: str = attrs.field(default="batch", validator=one_of("batch", "streaming"))
+    engine: EngineSpec = attrs.field(factory=EngineSpec)
+    credentials: dict[str, CredentialSpec] = attrs.field(factory=dict)
+    sources: dict[str, SourceSpec] = attrs.field(factory=dict)
+    transforms: dict[str, TransformSpec] = attrs.field(factory=dict)
+    validate: dict[str, ValidateSpec] = attrs.field(factory=dict)
+    sinks: dict[str, SinkSpec] = attrs.field(factory=dict)
+    errors: ErrorsSpec = attrs.field(factory=ErrorsSpec)
+    metrics: list[Block] = attrs.field(factory=list)
+    tracing: TracingSpec | None = None
+    state: Block = attrs.field(factory=lambda: Block(type="file"))
+    base_dir: Path = attrs.field(factory=Path.cwd)
+    source: str | None = None
+
+
+#: top-level sections structured one by one, so one bad section hides nothing else
+_SECTIONS: dict[str, Any] = {
+    "version": int,
+    "name": str,
+    "mode": str,
+    "engine": EngineSpec,
+    "credentials": dict[str, CredentialSpec],
+    "sources": dict[str, SourceSpec],
+    "transforms": dict[str, TransformSpec],
+    "validate": dict[str, ValidateSpec],
+    "sinks": dict[str, SinkSpec],
+    "errors": ErrorsSpec,
+    "metrics": list[Block],
+    "tracing": TracingSpec,
+    "state": Block,
+}
+
+# --- reading -------------------------------------------------------------------------------
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 would read a join's ``on:`` key as True."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_text(text: str, *, suffix: str = ".yaml", source: str = "<text>") -> Any:
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        if suffix == ".json":
+            return json.loads(text)
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
+        raise ConfigError.at("", f"cannot parse {source}: {exc}", "fix the file's syntax") from exc
+
+
+def read_file(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError.at("", f"cannot read pipeline file {str(path)!r}: {exc.strerror}",
+                             "check the path") from exc
+    return parse_text(text, suffix=path.suffix.lower(), source=str(path))
+
+
+def apply_overrides(raw: Any, overrides: Sequence[str]) -> list[ConfigIssue]:
+    """Apply ``--set a.b.c=value`` overrides in place (values are read as YAML scalars)."""
+    issues = []
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        keys = [k for k in dotted.strip().split(".") if k]
+        if not sep or not keys:
+            issues.append(ConfigIssue(f"--set {item}", "expected PATH=VALUE",
+                                      "e.g. --set sources.orders.partitions=4"))
+            continue
+        node = raw
+        for i, key in enumerate(keys[:-1]):
+            child = node.get(key) if isinstance(node, dict) else None
+            if child is None and isinstance(node, dict):
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                issues.append(ConfigIssue(".".join(keys[: i + 1]), f"--set {item}: not a mapping"))
+                break
+            node = child
+        else:
+            node[keys[-1]] = yaml.load(text, Loader=_YamlLoader) if text else ""  # noqa: S506
+    return issues
+
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(raw: Any, path: str = "") -> tuple[Any, list[ConfigIssue]]:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    issues: list[ConfigIssue] = []
+
+    def walk(node: Any, at: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{at}.{k}" if at else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{at}[{i}]") for i, v in enumerate(node)]
+        if isinstance(node, str) and "$" in node:
+            def substitute(match: re.Match[str]) -> str:
+                if match.group(0) == "$$":
+                    return "$"
+                name, default = match.group(1), match.group(2)
+                if name in os.environ:
+                    return os.environ[name]
+                if default is not None:
+                    return default
+                issues.append(ConfigIssue(at, f"environment variable {name} is not set",
+                                          f"export {name}=... or write ${{{name}:-default}}"))
+                return ""
+
+            return _ENV.sub(substitute, node)
+        return node
+
+    return walk(raw, path), issues
+
+
+# --- structuring --------------------------------------------------------------------------
+
+
+def _split_block(data: Any, cls: type[Block]) -> Any:
+    """Core-owned keys stay; everything else becomes the component's raw ``options``."""
+    if not isinstance(data, Mapping):
+        return data
+    core = {f.name for f in attrs.fields(cls)} - {"options"}
+    return {
+        **{k: v for k, v in data.items() if k in core},
+        "options": {k: v for k, v in data.items() if k not in core},
+    }
+
+
+def _split_credential(data: Any) -> Any:
+    if not isinstance(data, Mapping):
+        return data
+    return {
+        **({"provider": data["provider"]} if "provider" in data else {}),
+        "options": {k: v for k, v in data.items() if k != "provider"},
+    }
+
+
+def _structure_section(key: str, value: Any) -> tuple[Any, list[ConfigIssue]]:
+    kind = _SECTIONS[key]
+    if kind in (dict[str, SourceSpec], dict[str, TransformSpec], dict[str, SinkSpec],
+                dict[str, CredentialSpec], dict[str, ValidateSpec]):
+        if value is None:
+            return {}, []
+        if not isinstance(value, Mapping):
+            return None, [ConfigIssue(key, f"expected a mapping of names to blocks, got {value!r}")]
+        (item_cls,) = kind.__args__[1:]
+        entries, issues = {}, []
+        for name, block in value.items():
+            if item_cls is CredentialSpec:
+                block = _split_credential(block)
+            elif item_cls is not ValidateSpec:
+                block = _split_block(block, item_cls)
+            entry, found = structure(block, item_cls, f"{key}.{name}")
+            issues += found
+            if entry is not None:
+                entries[str(name)] = entry
+        return entries, issues
+    if kind is list[Block]:
+        value = [_split_block(v, Block) for v in value] if isinstance(value, list) else value
+    elif kind is Block:
+        value = _split_block(value, Block)
+    elif kind is ErrorsSpec and isinstance(value, Mapping) and "dead_letter" in value:
+        value = {**value, "dead_letter": _split_block(value["dead_letter"], Block)}
+    return structure(value, kind, key)
+
+
+def structure_pipeline(raw: Any, *, base_dir: Path, source: str | None = None) -> PipelineSpec:
+    if not isinstance(raw, Mapping):
+        raise ConfigError.at("", "a pipeline file must be a mapping with at least `name` and "
+                                 "`sources`", source=source)
+    issues: list[ConfigIssue] = []
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _SECTIONS:
+            issues.append(unknown_key(str(key), str(key), list(_SECTIONS)))
+            continue
+        structured, found = _structure_section(key, value)
+        issues += found
+        if not found:
+            fields[key] = structured
+    if "name" not in raw:
+        issues.append(ConfigIssue("name", "required key is missing", "add e.g. `name: orders_daily`"))
+    elif "name" in fields and not NAME.match(fields["name"]):
+        issues.append(ConfigIssue("name", f"{fields['name']!r} is not a valid pipeline name",
+                                  "use letters, digits and underscores"))
+    if fields.get("version", 1) != 1:
+        issues.append(ConfigIssue("version", f"unsupported version {fields['version']}",
+                                  "write `version: 1`"))
+    raise_if_any(issues, source=source)
+    return PipelineSpec(**fields, base_dir=base_dir, source=source)
+
+
+def load(
+    path: str | Path | None = None,
+    *,
+    data: Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    base_dir: Path | None = None,
+) -> PipelineSpec:
+    """Read a pipeline from a file (or a mapping), with overrides and interpolation applied."""
+    raw = read_file(path) if path is not None else json.loads(json.dumps(data or {}))
+    source = str(path) if path is not None else None
+    if raw is None:
+        raw = {}
+    issues = apply_overrides(raw, overrides) if isinstance(raw, dict) else []
+    raw, found = interpolate(raw)
+    raise_if_any(issues + found, source=source)
+    if base_dir is None:
+        base_dir = Path(path).resolve().parent if path is not None else Path.cwd()
+    return structure_pipeline(raw, base_dir=base_dir, source=source)
+
+
+# --- binding components -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Bound:
+    """A component block with its type resolved and its options structured."""
+
+    path: str
+    name: str
+    component: type[Component]
+    options: Any
+    block: Block | None = None
+
+
+@attrs.frozen
+class BoundPipeline:
+    spec: PipelineSpec
+    sources: dict[str, Bound]
+    transforms: dict[str, Bound]
+    sinks: dict[str, Bound]
+    credentials: dict[str, Bound]
+    dead_letter: Bound | None
+    metrics: list[Bound]
+    state: Bound
+    plan: Plan
+
+
+CORE_KEYS = {
+    SourceSpec: tuple(f.name for f in attrs.fields(SourceSpec) if f.name != "options"),
+    TransformSpec: tuple(f.name for f in attrs.fields(TransformSpec) if f.name != "options"),
+    SinkSpec: tuple(f.name for f in attrs.fields(SinkSpec) if f.name != "options"),
+    Block: tuple(f.name for f in attrs.fields(Block) if f.name != "options"),
+}
+
+
+def _bind(host: PluginHost, kind: str, path: str, name: str, type_name: str, raw: Mapping[str, Any],
+          issues: list[ConfigIssue], block: Block | None = None,
+          type_key: str = "type") -> Bound | None:
+    try:
+        component = host.component(kind, type_name)
+    except UnknownComponentError as exc:
+        issues.append(ConfigIssue(f"{path}.{type_key}", str(exc).split("; ")[0], exc.hint))
+        return None
+    known = CORE_KEYS.get(type(block), ()) if block is not None else (type_key,)
+    options, found = structure(dict(raw), component.Options, path, also_known=known)
+    issues += found
+    return None if found else Bound(path, name, component, options, block)
+
+
+def _secret_refs(value: Any, path: str) -> Iterator[tuple[str, SecretRef]]:
+    if isinstance(value, SecretRef):
+        yield path, value
+    elif attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            yield from _secret_refs(getattr(value, field.name), f"{path}.{field.name}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _secret_refs(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _secret_refs(item, f"{path}[{i}]")
+
+
+def bind(spec: PipelineSpec, host: PluginHost) -> BoundPipeline:
+    """Resolve every component and structure its options; raise all issues at once."""
+    issues: list[ConfigIssue] = []
+    seen: dict[str, str] = {}
+    for section in ("sources", "transforms", "sinks"):
+        for name in getattr(spec, section):
+            path = f"{section}.{name}"
+            if not NAME.match(name):
+                issues.append(ConfigIssue(path, f"{name!r} is not a valid name",
+                                          "use letters, digits and underscores, not starting with a digit"))
+            if name in seen:
+                issues.append(ConfigIssue(path, f"name {name!r} is already used by {seen[name]}",
+                                          "give every source, transform and sink its own name"))
+            seen.setdefault(name, path)
+
+    def bind_section(section: str, kind: str) -> dict[str, Bound]:
+        bound = {}
+        for name, block in getattr(spec, section).items():
+            result = _bind(host, kind, f"{section}.{name}", name, block.type, block.options, issues, block)
+            if result is not None:
+                bound[name] = result
+        return bound
+
+    sources = bind_section("sources", "extractor")
+    transforms = bind_section("transforms", "transformer")
+    sinks = bind_section("sinks", "loader")
+    credentials = {}
+    for name, cred in spec.credentials.items():
+        result = _bind(host, "credential_provider", f"credentials.{name}", name, cred.provider,
+                       cred.options, issues, type_key="provider")
+        if result is not None:
+            credentials[name] = result
+    dead_letter = None
+    if spec.errors.dead_letter is not None:
+        dead_letter = _bind(host, "loader", "errors.dead_letter", "dead_letter",
+                            spec.errors.dead_letter.type, spec.errors.dead_letter.options, issues,
+                            spec.errors.dead_letter)
+    metrics = [
+        b for i, block in enumerate(spec.metrics)
+        if (b := _bind(host, "metrics_reporter", f"metrics[{i}]", block.type, block.type,
+                       block.options, issues, block)) is not None
+    ]
+    state = _bind(host, "state_store", "state", "state", spec.state.type, spec.state.options,
+                  issues, spec.state)
+
+    for section, bound in (("sources", sources), ("transforms", transforms), ("sinks", sinks)):
+        for name, item in bound.items():
+            block = item.block
+            assert block is not None
+            if block.credentials is not None and block.credentials not in spec.credentials:
+                issues.append(_unknown_name(f"{section}.{name}.credentials", block.credentials,
+                                            spec.credentials, "credentials"))
+            if isinstance(block, SourceSpec) and block.incremental is not None and (
+                "incremental" not in item.component.capabilities
+            ):
+                issues.append(ConfigIssue(f"{section}.{name}.incremental",
+                                          f"type {block.type!r} cannot read incrementally",
+                                          "remove `incremental` or use a type that supports it"))
+    every = [*sources.values(), *transforms.values(), *sinks.values(), *credentials.values(),
+             *metrics, *([dead_letter] if dead_letter else [])]
+    for item in every:
+        for path, ref in _secret_refs(item.options, item.path):
+            try:
+                host.component("credential_provider", ref.provider)
+            except UnknownComponentError as exc:
+                issues.append(ConfigIssue(path, str(exc).split("; ")[0], exc.hint))
+    for name in spec.validate:
+        if name not in seen or seen[name].startswith("sinks."):
+            issues.append(_unknown_name(f"validate.{name}", name,
+                                        {**spec.sources, **spec.transforms}, "datasets"))
+    for name, item in transforms.items():
+        inputs = spec.transforms[name].inputs
+        low, high = item.component.inputs  # type: ignore[attr-defined]
+        if inputs and not (low <= len(inputs) and (high is None or len(inputs) <= high)):
+            wanted = f"{low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
+            issues.append(ConfigIssue(f"transforms.{name}.inputs",
+                                      f"type {item.component.name!r} takes {wanted} input(s), got {len(inputs)}"))
+        for problem in item.component().check(inputs, item.options):  # type: ignore[attr-defined]
+            issues.append(ConfigIssue(f"transforms.{name}", problem))
+    plan, found = build_plan(
+        list(spec.sources),
+        {name: block.inputs for name, block in spec.transforms.items()},
+        {name: block.input for name, block in spec.sinks.items()},
+    )
+    issues += found
+    raise_if_any(issues, source=spec.source)
+    assert state is not None and plan is not None
+    return BoundPipeline(spec, sources, transforms, sinks, credentials, dead_letter, metrics, state, plan)
+
+
+def _unknown_name(path: str, name: str, known: Mapping[str, Any], what: str) -> ConfigIssue:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if close:
+        fix = f"did you mean {close[0]!r}?"
+    else:
+        fix = f"known {what}: {', '.join(sorted(known))}" if known else f"no {what} are defined"
+    return ConfigIssue(path, f"{name!r} is not defined", fix)
+
+

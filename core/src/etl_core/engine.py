@@ -1,0 +1,97 @@
+"""One quiet SparkSession per process. The only module that starts Spark."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from etl_core.errors import EtlError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from etl_core.config import EngineSpec
+
+#: applied before the user's ``engine.conf``, which wins
+DEFAULT_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    "spark.hadoop.parquet.enable.summary-metadata": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+#: launcher lines that say nothing to a user of etl
+_NOISE = (
+    "WARNING: Using incubator modules",
+    "Using Spark's default log4j profile",
+    "Setting default log level to",
+    "To adjust logging level use",
+)
+
+
+def _log4j_config() -> str:
+    return str(resources.files("etl_core") / "resources" / "log4j2.properties")
+
+
+def spark_conf(engine: EngineSpec, app_name: str) -> dict[str, str]:
+    conf = {**DEFAULT_CONF, "spark.app.name": app_name, "spark.driver.memory": engine.driver_memory}
+    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{_log4j_config()}"
+    conf["spark.executor.extraJavaOptions"] = conf["spark.driver.extraJavaOptions"]
+    conf.update(engine.conf)
+    return conf
+
+
+def _forward_filtered(stream: object, target: object) -> None:
+    for line in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        if not any(line.decode(errors="replace").startswith(noise) for noise in _NOISE):
+            target.buffer.write(line)  # type: ignore[attr-defined]
+            target.buffer.flush()  # type: ignore[attr-defined]
+
+
+def _launch_quiet_gateway(conf: dict[str, str]) -> None:
+    """Start the JVM with its stderr filtered, so its launcher banner does not reach users."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:  # noqa: SLF001 - a JVM is already up
+        return
+    spark_conf_obj = SparkConf(loadDefaults=False).setAll(list(conf.items()))
+    popen_kwargs = {"stderr": subprocess.PIPE}
+    gateway = launch_gateway(spark_conf_obj, popen_kwargs=popen_kwargs)
+    proc = getattr(gateway, "proc", None)
+    if proc is not None and proc.stderr is not None:
+        threading.Thread(target=_forward_filtered, args=(proc.stderr, sys.stderr), daemon=True,
+                         name="etl-jvm-stderr").start()
+    SparkContext._ensure_initialized(gateway=gateway)  # noqa: SLF001
+
+
+def get_spark(engine: EngineSpec, app_name: str = "etl") -> SparkSession:
+    """The process's session: created on first use with the engine's settings, then reused."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:  # pragma: no cover - pyspark is a dependency
+        raise EtlError("pyspark is not installed: pip install etl-core") from exc
+
+    conf = spark_conf(engine, app_name)
+    if engine.remote:
+        builder = SparkSession.builder.remote(engine.remote)
+        for key, value in engine.conf.items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    master = engine.master or "local[*]"
+    conf["spark.master"] = master
+    _launch_quiet_gateway(conf)
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

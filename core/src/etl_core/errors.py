@@ -1,0 +1,112 @@
+"""Typed errors. Every error a user can cause names where it happened and how to fix it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+
+class EtlError(Exception):
+    """Base of every error etl raises on purpose."""
+
+    exit_code = 1
+
+
+@attrs.frozen
+class ConfigIssue:
+    """One problem in a pipeline file: where (``sources.orders.partitions``), what, and the fix."""
+
+    path: str
+    message: str
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.path or '<pipeline>'}: {self.message}"
+        return f"{text}\n    fix: {self.fix}" if self.fix else text
+
+
+class ConfigError(EtlError):
+    """The pipeline file is wrong. Carries every issue found in one pass, each with its path."""
+
+    exit_code = 2
+
+    def __init__(self, issues: ConfigIssue | Sequence[ConfigIssue], *, source: str | None = None):
+        self.issues: tuple[ConfigIssue, ...] = (
+            (issues,) if isinstance(issues, ConfigIssue) else tuple(issues)
+        )
+        self.source = source
+        super().__init__(self._render())
+
+    @classmethod
+    def at(cls, path: str, message: str, fix: str | None = None) -> ConfigError:
+        return cls(ConfigIssue(path, message, fix))
+
+    @property
+    def path(self) -> str:
+        return self.issues[0].path
+
+    def _render(self) -> str:
+        head = f"{self.source}: " if self.source else ""
+        if len(self.issues) == 1:
+            return head + str(self.issues[0])
+        body = "\n".join(f"  - {issue}".replace("\n", "\n  ") for issue in self.issues)
+        return f"{head}{len(self.issues)} problems in the pipeline:\n{body}"
+
+
+def raise_if_any(issues: Iterable[ConfigIssue], *, source: str | None = None) -> None:
+    collected = list(issues)
+    if collected:
+        raise ConfigError(collected, source=source)
+
+
+class PluginError(EtlError):
+    """A plugin could not be loaded or registered something invalid."""
+
+
+class UnknownComponentError(PluginError, KeyError):
+    """No component of that kind and name is registered."""
+
+    exit_code = 2
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str | None = None):
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        known_text = ", ".join(self.known) or "none"
+        message = f"unknown {kind} type {name!r} (known: {known_text})"
+        self.hint = hint
+        super().__init__(message + (f"; {hint}" if hint else ""))
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class SecretError(EtlError):
+    """A secret reference could not be resolved. Never carries the secret's value."""
+
+
+class ValidationFailed(EtlError):
+    """Data broke an error-severity rule of a dataset whose outcome is ``abort``."""
+
+
+class LoadError(EtlError):
+    """A sink could not stage, publish or discard its rows."""
+
+
+class RunFailed(EtlError):
+    """The run failed; ``published`` names the sinks that had already published."""
+
+    def __init__(self, message: str, *, published: Sequence[str] = ()):
+        self.published = tuple(published)
+        super().__init__(message)
+
+
+class RunLocked(EtlError):
+    """Another live process holds this run's lock."""
+
+
+class TransientError(EtlError):
+    """Retrying may help: connection refused, timeouts, throttling, serialization failures."""
+
+
+class PermanentError(EtlError):
+    """Retrying won't help: syntax, authentication, a missing object."""

@@ -1,0 +1,146 @@
+"""Hook specifications of the ``etl`` plugin project.
+
+Plugins implement these with :data:`etl_core.hookimpl`. An implementation may accept fewer
+arguments than a spec names, so arguments added later break no plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from etl_core.api import (
+        CredentialProvider,
+        Extractor,
+        Loader,
+        MetricsReporter,
+        RunMetrics,
+        StageMetrics,
+        StateStore,
+        Transformer,
+        Validator,
+    )
+
+hookspec = pluggy.HookspecMarker("etl")
+
+
+# Registration: one hook per component kind.
+
+
+@hookspec
+def etl_register_extractors(register: Callable[[type[Extractor]], None]) -> None:
+    """Register extractor types (sources).
+
+    Called once when a plugin host is built, for every loaded plugin.
+    Returns nothing; call ``register`` once per :class:`~etl_core.api.Extractor` subclass.
+
+    :param register: adds one extractor type; the host rejects name clashes.
+    """
+
+
+@hookspec
+def etl_register_transformers(register: Callable[[type[Transformer]], None]) -> None:
+    """Register transformer types.
+
+    Called once when a plugin host is built, for every loaded plugin.
+    Returns nothing; call ``register`` once per :class:`~etl_core.api.Transformer` subclass.
+
+    :param register: adds one transformer type; the host rejects name clashes.
+    """
+
+
+@hookspec
+def etl_register_validators(register: Callable[[type[Validator]], None]) -> None:
+    """Register validator types.
+
+    Called once when a plugin host is built, for every loaded plugin.
+    Returns nothing; call ``register`` once per :class:`~etl_core.api.Validator` subclass.
+
+    :param register: adds one validator type; the host rejects name clashes.
+    """
+
+
+@hookspec
+def etl_register_loaders(register: Callable[[type[Loader]], None]) -> None:
+    """Register loader types (sinks, dead-letter sinks).
+
+    Called once when a plugin host is built, for every loaded plugin.
+    Returns nothing; call ``register`` once per :class:`~etl_core.api.Loader` subclass.
+
+    :param register: adds one loader type; the host rejects name clashes.
+    """
+
+
+@hookspec
+def etl_register_credential_providers(
+    register: Callable[[type[CredentialProvider]], None],
+) -> None:
+    """Register credential provider types (``env``, ``vault``, ...).
+
+    Called once when a plugin host is built, for every loaded plugin.
+    Returns nothing; call ``register`` once per provider class.
+
+    :param register: adds one provider type; the host rejects name clashes.
+    """
+
+
+@hookspec
+def etl_register_metrics_reporters(register: Callable[[type[MetricsReporter]], None]) -> None:
+    """Register metrics reporter types.
+
+    Called once when a plugin host is built, for every loaded plugin.
+    Returns nothing; call ``register`` once per reporter class.
+
+    :param register: adds one reporter type; the host rejects name clashes.
+    """
+
+
+@hookspec
+def etl_register_state_stores(register: Callable[[type[StateStore]], None]) -> None:
+    """Register state store backends for incremental bookmarks.
+
+    Called once when a plugin host is built, for every loaded plugin.
+    Returns nothing; call ``register`` once per backend class.
+
+    :param register: adds one backend; the host rejects name clashes.
+    """
+
+
+# Lifecycle: for observers. The host calls these and logs, never raises, their errors.
+
+
+@hookspec
+def etl_run_started(pipeline: str, run_id: str, run_key: str) -> None:
+    """A run has started: the config is valid and the run lock is held.
+
+    Called once per run, before any source is read. Returns nothing.
+
+    :param pipeline: the pipeline's name.
+    :param run_id: the run's id (a UUID, or what ``--run-id`` gave).
+    :param run_key: 12 hex digits naming the run's staging and lock.
+    """
+
+
+@hookspec
+def etl_stage_finished(pipeline: str, run_id: str, stage: StageMetrics) -> None:
+    """A dataset finished one stage (extract, validate, transform, load).
+
+    Called after the run's staging actions, once per dataset and stage. Returns nothing.
+
+    :param pipeline: the pipeline's name.
+    :param run_id: the run's id.
+    :param stage: the counts observed for that dataset and stage.
+    """
+
+
+@hookspec
+def etl_run_finished(metrics: RunMetrics) -> None:
+    """A run ended, successfully or not (``metrics.status`` says which).
+
+    Called once per run, after publishing or discarding. Returns nothing.
+
+    :param metrics: everything the run observed.
+    """

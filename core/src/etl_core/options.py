@@ -1,0 +1,218 @@
+"""The one cattrs converter, strict scalars, and translation of its errors into config issues.
+
+Component authors use :func:`structure` (through the core) and the helpers ``one_of``,
+``positive`` and ``duration`` for their attrs ``Options``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+from cattrs.gen import make_dict_structure_fn
+
+from etl_core.api import Secret, SecretRef
+from etl_core.errors import ConfigIssue
+
+
+class ValueProblem(ValueError):
+    """A value is wrong; the message says what is expected."""
+
+
+def _strict(expected: type | tuple[type, ...], label: str) -> Callable[[Any, type], Any]:
+    def hook(value: Any, _: type) -> Any:
+        if isinstance(value, bool) and bool not in (
+            expected if isinstance(expected, tuple) else (expected,)
+        ):
+            raise ValueProblem(f"expected {label}, got {value!r}")
+        if not isinstance(value, expected):
+            raise ValueProblem(f"expected {label}, got {_show(value)}")
+        return value
+
+    return hook
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueProblem(f"expected a number, got {_show(value)}")
+    return float(value)
+
+
+def _structure_secret(value: Any, _: type) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, Mapping) and set(value) == {"secret"} and isinstance(value["secret"], str):
+        return SecretRef.parse(value["secret"])
+    raise ValueProblem(
+        "secrets are never written in a pipeline file; reference one instead, e.g. "
+        "{secret: 'env:PG_PASSWORD'} or name an entry of `credentials:`"
+    )
+
+
+def _describe(cls: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        cls, "a list" if typing.get_origin(cls) is list else "a mapping"
+    )
+
+
+def _union_factory(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, type], Any]]:
+    """``A | B | None``: ``None`` as is, else the first member that accepts the value."""
+
+    def factory(union: Any) -> Callable[[Any, type], Any]:
+        members = [m for m in typing.get_args(union) if m is not type(None)]
+        optional = len(members) < len(typing.get_args(union))
+
+        def structure_union(value: Any, _: type) -> Any:
+            if value is None and optional:
+                return None
+            if len(members) == 1:
+                return conv.structure(value, members[0])
+            for member in members:
+                try:
+                    return conv.structure(value, member)
+                except Exception:  # noqa: BLE001, S112 - try the next member
+                    continue
+            raise ValueProblem(
+                f"expected {' or '.join(_describe(m) for m in members)}, got {_show(value)}"
+            )
+
+        return structure_union
+
+    return factory
+
+
+def _is_union(cls: Any) -> bool:
+    return typing.get_origin(cls) in (typing.Union, types.UnionType)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook(bool, _strict(bool, "true or false"))
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(Secret, _structure_secret)
+    conv.register_structure_hook(Any, lambda value, _: value)
+
+    def attrs_factory(cls: type) -> Callable[[Any, type], Any]:
+        inner = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
+
+        def structure_mapping(value: Any, _: type) -> Any:
+            if not isinstance(value, Mapping):
+                raise ValueProblem(f"expected a mapping of options, got {_show(value)}")
+            return inner(value, cls)
+
+        return structure_mapping
+
+    conv.register_structure_hook_factory(attrs.has, attrs_factory)
+    conv.register_structure_hook_factory(_is_union, _union_factory(conv))
+    return conv
+
+
+converter = _make_converter()
+
+
+def structure(data: Any, cls: type, path: str, *, also_known: tuple[str, ...] = ()) -> tuple[Any, list[ConfigIssue]]:
+    """Structure ``data`` into ``cls``; on failure return ``None`` and every issue, with paths.
+
+    ``also_known`` are keys that are valid at ``path`` without being fields of ``cls`` (the
+    core-owned keys of a component block), offered in "did you mean" suggestions.
+    """
+    try:
+        return converter.structure(data, cls), []
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a located issue
+        return None, list(issues_from(exc, path, also_known))
+
+
+def issues_from(exc: BaseException, path: str, also_known: tuple[str, ...] = ()) -> Iterator[ConfigIssue]:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        known = [f.name for f in attrs.fields(exc.cl)] + list(also_known) if exc.cl else []
+        for key in sorted(exc.extra_fields):
+            yield unknown_key(_join(path, key), key, known)
+    elif isinstance(exc, ClassValidationError | IterableValidationError):
+        for sub in exc.exceptions:
+            note = next(
+                (n for n in getattr(sub, "__notes__", ()) if hasattr(n, "index") or hasattr(n, "name")),
+                None,
+            )
+            if isinstance(note, AttributeValidationNote):
+                sub_path = _join(path, note.name)
+            elif note is not None:
+                index = note.index  # type: ignore[union-attr]
+                sub_path = _join(path, index) if isinstance(index, str) else f"{path}[{index}]"
+            else:
+                sub_path = path
+            # Only the top-level attrs class may add core keys to suggestions.
+            yield from issues_from(sub, sub_path, also_known if note is None else ())
+    elif isinstance(exc, KeyError):
+        yield ConfigIssue(path, "required key is missing")
+    elif isinstance(exc, ValueError | TypeError):
+        yield ConfigIssue(path, str(exc))
+    else:
+        yield ConfigIssue(path, f"{type(exc).__name__}: {exc}")
+
+
+def unknown_key(path: str, key: str, known: list[str]) -> ConfigIssue:
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    fix = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(known))}"
+    return ConfigIssue(path, f"unknown key {key!r}", fix)
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def one_of(*choices: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """attrs validator: the value is one of ``choices`` (with a did-you-mean)."""
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueProblem(f"{value!r} is not one of {', '.join(choices)}{hint}")
+
+    return check
+
+
+def positive(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value <= 0:
+        raise ValueProblem(f"must be greater than 0, got {value!r}")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: str | float) -> float:
+    """``"500ms"``, ``"30s"``, ``"2m"``, ``"1h"`` or a number of seconds → seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueProblem(f"{value!r} is not a duration; write e.g. 500ms, 30s, 2m or 1h")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def duration(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator for duration fields."""
+    parse_duration(value)

@@ -1,0 +1,437 @@
+"""The runner: the one place that turns a plan into Spark actions, with the run commit protocol.
+
+1. Stage: every sink (and the dead letters) stages its rows; counts are observed in the same
+   actions. 2. Check. 3. Publish: dead letters, then sinks in order, then bookmarks.
+Any failure before publishing discards every staging, so nothing becomes visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from etl_core.api import (
+    Context,
+    CredentialProvider,
+    Loader,
+    RunMetrics,
+    Secret,
+    SecretRef,
+    Staged,
+    StageMetrics,
+)
+from etl_core.config import Bound, BoundPipeline, ConfigError, SourceSpec
+from etl_core.errors import ConfigIssue, EtlError, LoadError, RunFailed, RunLocked, SecretError
+from etl_core.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, Observation, SparkSession
+
+log = logging.getLogger("etl.run")
+
+Progress = Callable[[str], None]
+
+
+def run_key(pipeline: str, run_id: str) -> str:
+    return hashlib.sha256(f"{pipeline}\x00{run_id}".encode()).hexdigest()[:12]
+
+
+@contextmanager
+def run_lock(base_dir: Path, key: str) -> Iterator[Path]:
+    """Hold ``.etl/runs/<run_key>.lock`` exclusively while the run is live."""
+    path = base_dir / ".etl" / "runs" / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RunLocked(
+                f"run {key} is already running (lock {path}); wait for it or use another --run-id"
+            ) from exc
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def schema_ddl(read_schema: str | list[dict[str, Any]] | None) -> str | None:
+    """A ``read_schema`` as DDL: a DDL string as is, or a list of ``{name, type, nullable}``."""
+    if read_schema is None or isinstance(read_schema, str):
+        return read_schema
+    return ", ".join(
+        f"`{c['name']}` {c['type']}{'' if c.get('nullable', True) else ' NOT NULL'}" for c in read_schema
+    )
+
+
+class _Secrets:
+    """Resolves credentials once per run and remembers the values, to redact them from errors."""
+
+    def __init__(self, bound: BoundPipeline, host: PluginHost):
+        self._bound, self._host = bound, host
+        self._entries: dict[str, Mapping[str, Secret]] = {}
+        self._providers: dict[str, CredentialProvider] = {}
+        self.values: set[str] = set()
+
+    def _provider(self, name: str) -> CredentialProvider:
+        if name not in self._providers:
+            self._providers[name] = self._host.component("credential_provider", name)()
+        return self._providers[name]
+
+    def entry(self, name: str) -> Mapping[str, Secret]:
+        if name not in self._entries:
+            item = self._bound.credentials[name]
+            try:
+                fields = self._provider(item.component.name).resolve(item.options)
+            except SecretError as exc:
+                raise SecretError(f"credentials.{name}: {exc}") from None
+            self._entries[name] = fields
+            self.values.update(s.reveal() for s in fields.values() if s.reveal())
+        return self._entries[name]
+
+    def reference(self, ref: SecretRef, path: str) -> Secret:
+        provider = self._provider(ref.provider)
+        try:
+            fields = provider.resolve(provider.options_for_reference(ref.path))
+        except SecretError as exc:
+            raise SecretError(f"{path}: {exc}") from None
+        if ref.field is None and len(fields) == 1:
+            (secret,) = fields.values()
+        elif ref.field in fields:
+            secret = fields[ref.field]
+        else:
+            raise SecretError(f"{path}: {ref} has no field {ref.field!r}; known: {', '.join(fields)}")
+        if secret.reveal():
+            self.values.add(secret.reveal())
+        return secret
+
+    def options_for(self, item: Bound) -> Any:
+        """The item's options with its credentials entry and inline references filled in."""
+        options = self._replace_refs(item.options, item.path)
+        block = item.block
+        if block is not None and block.credentials is not None:
+            names = {f.name for f in attrs.fields(type(options))}
+            fields = {k: v for k, v in self.entry(block.credentials).items() if k in names}
+            options = attrs.evolve(options, **fields)
+        return options
+
+    def _replace_refs(self, value: Any, path: str) -> Any:
+        if isinstance(value, SecretRef):
+            return self.reference(value, path)
+        if attrs.has(type(value)):
+            changes = {}
+            for field in attrs.fields(type(value)):
+                old = getattr(value, field.name)
+                new = self._replace_refs(old, f"{path}.{field.name}")
+                if new is not old:
+                    changes[field.name] = new
+            return attrs.evolve(value, **changes) if changes else value
+        if isinstance(value, dict):
+            new_dict = {k: self._replace_refs(v, f"{path}.{k}") for k, v in value.items()}
+            return new_dict if any(new_dict[k] is not value[k] for k in value) else value
+        return value
+
+    def redact(self, text: str) -> str:
+        for value in sorted(self.values, key=len, reverse=True):
+            text = text.replace(value, "***")
+        return text
+
+    def close(self) -> None:
+        for provider in self._providers.values():
+            try:
+                provider.close()
+            except Exception as exc:  # noqa: BLE001 - releasing leases must not hide the result
+                log.warning("etl: could not release credentials of %s: %s", provider.name, exc)
+
+
+def short_error(exc: BaseException) -> str:
+    """One readable line or three from a Spark/Py4J error, without JVM stack traces."""
+    text = str(exc)
+    text = text.split("\n\nJVM stacktrace:")[0]
+    if "Traceback (most recent call last)" in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        frames = [line for line in lines if re.match(r"^\w*(Error|Exception)\b", line)]
+        text = frames[-1] if frames else lines[-1]
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("\tat ")]
+    return "\n".join(lines[:3]) or type(exc).__name__
+
+
+@attrs.define(eq=False)
+class _Staging:
+    item: Bound
+    loader: Loader
+    options: Any
+    ctx: Context
+    handle: Staged
+    dead_letter: bool
+
+
+@attrs.define
+class _Run:
+    """The state of one run while it is live."""
+
+    bound: BoundPipeline
+    host: PluginHost
+    spark: SparkSession
+    run_id: str
+    key: str
+    secrets: _Secrets
+    progress: Progress
+    metrics: RunMetrics
+    bookmarks: dict[str, Any] = attrs.field(factory=dict)
+    proposed: dict[str, Any] = attrs.field(factory=dict)
+    frames: dict[str, DataFrame] = attrs.field(factory=dict)
+    observations: list[tuple[StageMetrics, Observation]] = attrs.field(factory=list)
+    dead_letters: dict[str, list[DataFrame]] = attrs.field(factory=dict)
+    persisted: list[DataFrame] = attrs.field(factory=list)
+    staged: list[_Staging] = attrs.field(factory=list)
+
+    @property
+    def spec(self) -> Any:
+        return self.bound.spec
+
+    def context(self, item: Bound, **extra: Any) -> Context:
+        return Context(
+            spark=self.spark,
+            pipeline=self.spec.name,
+            run_id=self.run_id,
+            run_key=self.key,
+            base_dir=self.spec.base_dir,
+            dataset=item.name,
+            component=item.component.name,
+            dead_letter=self._route_dead_letters,
+            **extra,
+        )
+
+    def _route_dead_letters(self, stage: str, dataset: str, component: str, df: DataFrame) -> None:
+        from pyspark.sql import functions as F
+
+        if "source_position" not in df.columns:
+            df = df.withColumn("source_position", F.lit(None).cast("string"))
+        records = df.select(
+            F.lit(self.spec.name).alias("pipeline"),
+            F.lit(self.run_id).alias("run_id"),
+            F.lit(stage).alias("stage"),
+            F.lit(component).alias("component"),
+            F.lit(dataset).alias("dataset"),
+            "errors",
+            F.current_timestamp().alias("timestamp"),
+            "source_position",
+            "row",
+        )
+        self.dead_letters.setdefault(stage, []).append(records)
+
+    def observe(self, df: DataFrame, dataset: str, stage: str, component: str) -> DataFrame:
+        from pyspark.sql import Observation
+        from pyspark.sql import functions as F
+
+        metrics = StageMetrics(dataset=dataset, stage=stage, component=component)
+        self.metrics.stages.append(metrics)
+        observation = Observation(f"etl_{self.key}_{len(self.observations)}")
+        self.observations.append((metrics, observation))
+        return df.observe(observation, F.count(F.lit(1)).alias("rows"))
+
+    def build(self) -> None:
+        """Build every dataset that feeds a sink, lazily; analysis errors surface here."""
+        plan = self.bound.plan
+        for name in plan.unused:
+            log.warning("etl: dataset %r feeds no sink and is not computed", name)
+        for name in plan.needed():
+            if name in self.bound.sources:
+                item = self.bound.sources[name]
+                block = item.block
+                assert isinstance(block, SourceSpec)
+                ctx = self.context(
+                    item,
+                    read_schema=schema_ddl(block.read_schema),
+                    bookmark=self.bookmarks.get(name),
+                    propose_bookmark=self.proposed.__setitem__,
+                )
+                stage = "extract"
+                df = self._call(item, lambda: item.component().extract(ctx, self.secrets.options_for(item)))
+            else:
+                item = self.bound.transforms[name]
+                inputs = {i: self.frames[i] for i in self.spec.transforms[name].inputs}
+                ctx = self.context(item)
+                stage = "transform"
+                df = self._call(
+                    item,
+                    lambda: item.component().transform(ctx, inputs, self.secrets.options_for(item)),
+                )
+            df = self.observe(df, name, stage, item.component.name)
+            if len(plan.consumers(name)) > 1:  # computed once for all its consumers
+                df = df.persist()
+                self.persisted.append(df)
+            self.frames[name] = df
+
+    def _call(self, item: Bound, build: Callable[[], DataFrame]) -> DataFrame:
+        from pyspark.errors import AnalysisException
+
+        try:
+            return build()
+        except AnalysisException as exc:
+            raise ConfigError(ConfigIssue(item.path, short_error(exc),
+                                          "fix the expression or the column names")) from None
+
+    def _stage(self, item: Bound, loader: Loader, options: Any, index: int, df: DataFrame,
+               dead_letter: bool = False) -> None:
+        ctx = self.context(item, sink_index=index)
+        # Registered before the action, so a failed stage is discarded with the others.
+        entry = _Staging(item, loader, options, ctx, Staged(item.name, index, self.key), dead_letter)
+        self.staged.append(entry)
+        self.progress(f"staging {item.name} ({loader.name})")
+        try:
+            entry.handle = loader.stage(ctx, df, options)
+        except EtlError:
+            raise
+        except Exception as exc:
+            raise LoadError(f"{item.path}: staging failed: {short_error(exc)}") from exc
+
+    def stage_all(self) -> None:
+        sinks = self.bound.plan.sinks
+        for index, name in enumerate(sinks):
+            item = self.bound.sinks[name]
+            df = self.observe(self.frames[self.spec.sinks[name].input], name, "load", item.component.name)
+            self._stage(item, item.component(), self.secrets.options_for(item), index, df)
+        if not self.dead_letters:
+            return
+        item = self.bound.dead_letter
+        if item is None:
+            raise RunFailed(
+                f"rows were rejected ({', '.join(sorted(self.dead_letters))}) but no dead-letter "
+                "sink is configured; add `errors: {dead_letter: {type: files, path: dlq/}}`"
+            )
+        loader: Loader = item.component()
+        for offset, (stage, frames) in enumerate(sorted(self.dead_letters.items())):
+            records = frames[0]
+            for more in frames[1:]:
+                records = records.unionByName(more)
+            name = f"dead_letter.{stage}"
+            options = loader.dead_letter_options(
+                self.secrets.options_for(item), pipeline=self.spec.name, run_key=self.key, stage=stage
+            )
+            records = self.observe(records, name, "dead_letter", loader.name)
+            sink = attrs.evolve(item, name=name, path=f"errors.dead_letter ({stage})")
+            self._stage(sink, loader, options, len(sinks) + offset, records, dead_letter=True)
+
+    def collect_counts(self) -> None:
+        for metrics, observation in self.observations:
+            rows = observation.get.get("rows")
+            if metrics.stage == "dead_letter":
+                self.metrics.dead_letters += rows or 0
+                metrics.stage = "load"
+                metrics.rows_out = rows
+            elif metrics.stage == "load":
+                metrics.rows_in = metrics.rows_out = rows
+            else:
+                metrics.rows_out = rows
+        self.progress("staged: " + ", ".join(
+            f"{m.dataset}={m.rows_out}" for m in self.metrics.stages if m.stage == "load"
+        ))
+
+    def publish_all(self) -> None:
+        for entry in sorted(self.staged, key=lambda e: not e.dead_letter):  # dead letters first
+            self.progress(f"publishing {entry.item.name}")
+            try:
+                entry.loader.publish(entry.ctx, entry.handle, entry.options)
+            except Exception as exc:
+                done = ", ".join(self.metrics.published) or "none"
+                raise RunFailed(
+                    f"{entry.item.path}: publish failed: {short_error(exc)} (already published: "
+                    f"{done}); rerun with --run-id {self.run_id} to publish the rest",
+                    published=self.metrics.published,
+                ) from exc
+            self.metrics.published.append(entry.item.name)
+            self.staged.remove(entry)
+        if self.proposed:
+            state = self.bound.state
+            state.component().save(self.spec.base_dir, self.spec.name, self.proposed, state.options)
+
+    def discard_all(self) -> None:
+        for entry in self.staged:
+            try:
+                entry.loader.discard(entry.ctx, entry.handle, entry.options)
+            except Exception as exc:  # noqa: BLE001 - keep discarding the others
+                log.warning("etl: could not discard the staging of %s: %s", entry.item.name, exc)
+        self.staged.clear()
+
+
+def run(
+    bound: BoundPipeline,
+    host: PluginHost,
+    *,
+    run_id: str | None = None,
+    spark: SparkSession | None = None,
+    progress: Progress | None = None,
+) -> RunMetrics:
+    """Run a bound pipeline once. Returns the metrics; raises :class:`EtlError` on failure
+    (the metrics are then on the exception as ``exc.metrics``)."""
+    spec = bound.spec
+    run_id = run_id or str(uuid.uuid4())
+    key = run_key(spec.name, run_id)
+    say = progress or (lambda message: log.info("etl: %s", message))
+    metrics = RunMetrics(pipeline=spec.name, run_id=run_id, run_key=key)
+    secrets = _Secrets(bound, host)
+    if spec.validate:
+        log.warning("etl: `validate:` is accepted but not enforced by this version of etl-core")
+    with run_lock(spec.base_dir, key):
+        host.run_started(pipeline=spec.name, run_id=run_id, run_key=key)
+        state: _Run | None = None
+        try:
+            if spark is None:
+                from etl_core.engine import get_spark
+
+                say("starting Spark")
+                spark = get_spark(spec.engine, app_name=f"etl:{spec.name}")
+            state = _Run(bound, host, spark, run_id, key, secrets, say, metrics)
+            store = bound.state
+            state.bookmarks = store.component().load(spec.base_dir, spec.name, store.options)
+            state.build()
+            state.stage_all()
+            state.collect_counts()
+            state.publish_all()
+            metrics.status = "succeeded"
+        except BaseException as exc:
+            metrics.status = "failed"
+            metrics.error = secrets.redact(str(exc))
+            if state is not None:
+                state.discard_all()
+            if not isinstance(exc, Exception) or isinstance(exc, ConfigError):
+                raise
+            failure = exc
+            message = secrets.redact(str(exc) if isinstance(exc, EtlError) else short_error(exc))
+            if not isinstance(exc, EtlError) or message != str(exc):
+                failure = RunFailed(message, published=metrics.published)
+            failure.metrics = metrics  # type: ignore[attr-defined]
+            if failure is exc:
+                raise
+            raise failure from None
+        finally:
+            metrics.finished_at = dt.datetime.now(dt.timezone.utc)
+            if state is not None:
+                for df in state.persisted:
+                    df.unpersist()
+            secrets.close()
+            _report(bound, host, metrics)
+    return metrics
+
+
+def _report(bound: BoundPipeline, host: PluginHost, metrics: RunMetrics) -> None:
+    for stage in metrics.stages:
+        host.stage_finished(pipeline=metrics.pipeline, run_id=metrics.run_id, stage=stage)
+    for item in bound.metrics:
+        try:
+            item.component().report(metrics, item.options)
+        except Exception as exc:  # noqa: BLE001 - a reporter never fails the run
+            log.warning("etl: metrics reporter %s failed: %s", item.component.name, exc)
+    host.run_finished(metrics=metrics)

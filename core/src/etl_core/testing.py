@@ -1,0 +1,70 @@
+"""pytest plugin for etl and for connector authors (loaded through the ``pytest11`` entry point).
+
+Fixtures:
+
+- ``etl_spark``: one local SparkSession for the whole test session, started on first use.
+- ``etl_host``: a fresh plugin host per test, built-ins only (entry points not loaded).
+- ``etl_run``: load, bind and run a pipeline (a mapping or a file) on the shared session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from etl_core import config
+from etl_core.api import RunMetrics
+from etl_core.plugins import PluginHost, get_plugin_host
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@pytest.fixture(scope="session")
+def etl_spark() -> Iterator[SparkSession]:
+    from etl_core.config import EngineSpec
+    from etl_core.engine import get_spark
+
+    spark = get_spark(
+        EngineSpec(master="local[2]", conf={"spark.sql.shuffle.partitions": "4"}), "etl-tests"
+    )
+    yield spark
+
+
+@pytest.fixture
+def etl_host() -> PluginHost:
+    return get_plugin_host(autoload=False)
+
+
+def run_pipeline(
+    pipeline: Mapping[str, Any] | str | Path,
+    *,
+    spark: SparkSession,
+    host: PluginHost | None = None,
+    base_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+    run_id: str | None = None,
+) -> RunMetrics:
+    """Load, bind and run a pipeline on ``spark``; raises what ``etl run`` would report."""
+    from etl_core.runner import run
+
+    host = host or get_plugin_host(autoload=False)
+    if isinstance(pipeline, Mapping):
+        spec = config.load(data=pipeline, overrides=overrides, base_dir=base_dir)
+    else:
+        spec = config.load(pipeline, overrides=overrides)
+    return run(config.bind(spec, host), host, run_id=run_id, spark=spark)
+
+
+@pytest.fixture
+def etl_run(etl_spark: SparkSession, tmp_path: Path) -> Callable[..., RunMetrics]:
+    """``etl_run(pipeline, **kwargs)``: run with the shared session; ``base_dir`` is ``tmp_path``."""
+
+    def runner(pipeline: Mapping[str, Any] | str | Path, **kwargs: Any) -> RunMetrics:
+        kwargs.setdefault("base_dir", tmp_path)
+        return run_pipeline(pipeline, spark=etl_spark, **kwargs)
+
+    return runner
