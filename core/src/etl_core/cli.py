@@ -39,6 +39,18 @@ def _user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (click's test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 class _Plain(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -54,7 +66,7 @@ def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """etl: run pipelines of named datasets on Apache Spark."""
     logger = logging.getLogger("etl")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(_Plain("%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False

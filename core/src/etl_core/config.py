@@ -282,7 +282,7 @@ def _structure_section(key: str, value: Any) -> tuple[Any, list[ConfigIssue]]:
             if entry is not None:
                 entries[str(name)] = entry
         return entries, issues
-    if kind is list[Block]:
+    if kind == list[Block]:
         value = [_split_block(v, Block) for v in value] if isinstance(value, list) else value
     elif kind is Block:
         value = _split_block(value, Block)
@@ -293,8 +293,8 @@ def _structure_section(key: str, value: Any) -> tuple[Any, list[ConfigIssue]]:
 
 def structure_pipeline(raw: Any, *, base_dir: Path, source: str | None = None) -> PipelineSpec:
     if not isinstance(raw, Mapping):
-        raise ConfigError.at("", "a pipeline file must be a mapping with at least `name` and "
-                                 "`sources`", source=source)
+        raise ConfigError(ConfigIssue("", "a pipeline file must be a mapping with at least `name` "
+                                          "and `sources`"), source=source)
     issues: list[ConfigIssue] = []
     fields: dict[str, Any] = {}
     for key, value in raw.items():
@@ -302,6 +302,12 @@ def structure_pipeline(raw: Any, *, base_dir: Path, source: str | None = None) -
             issues.append(unknown_key(str(key), str(key), list(_SECTIONS)))
             continue
         structured, found = _structure_section(key, value)
+        check = attrs.fields_dict(PipelineSpec)[key].validator
+        if not found and check is not None:  # e.g. `mode`, a plain string until PipelineSpec()
+            try:
+                check(None, attrs.fields_dict(PipelineSpec)[key], structured)
+            except ValueError as exc:
+                found = [ConfigIssue(key, str(exc))]
         issues += found
         if not found:
             fields[key] = structured
@@ -467,7 +473,10 @@ def bind(spec: PipelineSpec, host: PluginHost) -> BoundPipeline:
             except UnknownComponentError as exc:
                 issues.append(ConfigIssue(path, str(exc).split("; ")[0], exc.hint))
     for name in spec.validate:
-        if name not in seen or seen[name].startswith("sinks."):
+        if name in seen and seen[name].startswith("sinks."):
+            issues.append(ConfigIssue(f"validate.{name}", f"{name!r} is a sink, not a dataset",
+                                      "validate the sink's input (a source or transform)"))
+        elif name not in seen:
             issues.append(_unknown_name(f"validate.{name}", name,
                                         {**spec.sources, **spec.transforms}, "datasets"))
     for name, item in transforms.items():

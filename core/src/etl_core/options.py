@@ -21,6 +21,7 @@ from cattrs.errors import (
     ForbiddenExtraKeysError,
     IterableValidationError,
 )
+from cattrs.cols import list_structure_factory
 from cattrs.gen import make_dict_structure_fn
 
 from etl_core.api import Secret, SecretRef
@@ -28,7 +29,19 @@ from etl_core.errors import ConfigIssue
 
 
 class ValueProblem(ValueError):
-    """A value is wrong; the message says what is expected."""
+    """A value is wrong; the message says what is expected.
+
+    ``key`` names the field when the problem is raised by an attrs validator, which runs
+    after cattrs has structured every field and so carries no path of its own.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+def _key(attribute: attrs.Attribute[Any] | None) -> str | None:
+    return attribute.name if attribute is not None else None
 
 
 def _strict(expected: type | tuple[type, ...], label: str) -> Callable[[Any, type], Any]:
@@ -105,6 +118,33 @@ def _is_union(cls: Any) -> bool:
     return typing.get_origin(cls) in (typing.Union, types.UnionType)
 
 
+def _is_list(cls: Any) -> bool:
+    return cls is list or typing.get_origin(cls) is list
+
+
+def _is_dict(cls: Any) -> bool:
+    return cls is dict or typing.get_origin(cls) is dict
+
+
+def _exact(
+    check: type, label: str, factory: Callable[[Any, cattrs.Converter], Callable[[Any, type], Any]],
+    conv: cattrs.Converter,
+) -> Callable[[Any], Callable[[Any, type], Any]]:
+    """cattrs turns any iterable into a list (``"orders"`` → ``["o", ...]``): refuse that."""
+
+    def make(cls: Any) -> Callable[[Any, type], Any]:
+        inner = factory(cls, conv)
+
+        def structure_exact(value: Any, _: type) -> Any:
+            if not isinstance(value, check):
+                raise ValueProblem(f"expected {label}, got {_show(value)}")
+            return inner(value, cls)
+
+        return structure_exact
+
+    return make
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, _strict(str, "a string"))
@@ -126,6 +166,10 @@ def _make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook_factory(attrs.has, attrs_factory)
     conv.register_structure_hook_factory(_is_union, _union_factory(conv))
+    conv.register_structure_hook_factory(
+        _is_list, _exact(list, "a list", list_structure_factory, conv))
+    conv.register_structure_hook_factory(
+        _is_dict, _exact(Mapping, "a mapping", lambda cls, c: c.gen_structure_mapping(cls), conv))
     return conv
 
 
@@ -166,6 +210,8 @@ def issues_from(exc: BaseException, path: str, also_known: tuple[str, ...] = ())
             yield from issues_from(sub, sub_path, also_known if note is None else ())
     elif isinstance(exc, KeyError):
         yield ConfigIssue(path, "required key is missing")
+    elif isinstance(exc, ValueProblem) and exc.key:
+        yield ConfigIssue(_join(path, exc.key), str(exc))
     elif isinstance(exc, ValueError | TypeError):
         yield ConfigIssue(path, str(exc))
     else:
@@ -189,14 +235,14 @@ def one_of(*choices: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
         if value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueProblem(f"{value!r} is not one of {', '.join(choices)}{hint}")
+            raise ValueProblem(f"{value!r} is not one of {', '.join(choices)}{hint}", _key(attribute))
 
     return check
 
 
 def positive(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and value <= 0:
-        raise ValueProblem(f"must be greater than 0, got {value!r}")
+        raise ValueProblem(f"must be greater than 0, got {value!r}", _key(attribute))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -215,4 +261,7 @@ def parse_duration(value: str | float) -> float:
 
 def duration(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """attrs validator for duration fields."""
-    parse_duration(value)
+    try:
+        parse_duration(value)
+    except ValueProblem as exc:
+        raise ValueProblem(str(exc), _key(attribute)) from None

@@ -273,6 +273,12 @@ class _Run:
                 df = df.persist()
                 self.persisted.append(df)
             self.frames[name] = df
+        if self.dead_letters and self.bound.dead_letter is None:
+            raise RunFailed(
+                f"datasets route rejected rows ({', '.join(sorted(self.dead_letters))} stage) but "
+                "no dead-letter sink is configured; add `errors: {dead_letter: {type: files, "
+                "path: dlq/}}`"
+            )
 
     def _call(self, item: Bound, build: Callable[[], DataFrame]) -> DataFrame:
         from pyspark.errors import AnalysisException
@@ -303,14 +309,9 @@ class _Run:
             item = self.bound.sinks[name]
             df = self.observe(self.frames[self.spec.sinks[name].input], name, "load", item.component.name)
             self._stage(item, item.component(), self.secrets.options_for(item), index, df)
-        if not self.dead_letters:
-            return
         item = self.bound.dead_letter
-        if item is None:
-            raise RunFailed(
-                f"rows were rejected ({', '.join(sorted(self.dead_letters))}) but no dead-letter "
-                "sink is configured; add `errors: {dead_letter: {type: files, path: dlq/}}`"
-            )
+        if not self.dead_letters or item is None:
+            return
         loader: Loader = item.component()
         for offset, (stage, frames) in enumerate(sorted(self.dead_letters.items())):
             records = frames[0]

@@ -146,7 +146,8 @@ class FilesLoader(Loader):
     def publish(self, ctx: Context, staged: Staged, options: FilesSinkOptions) -> None:
         target = ctx.path(options.path)
         manifest = target / MANIFESTS / f"{ctx.run_key}.json"
-        if manifest.exists():  # this run already published here: nothing to do
+        if manifest.exists():  # this run already published here: nothing more to do
+            self.discard(ctx, staged, options)
             return
         self._refuse_existing(target, options)
         staging = self._staging(ctx, options)
