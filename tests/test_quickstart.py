@@ -8,7 +8,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-
 from etl_core.cli import main
 
 pytestmark = pytest.mark.spark
@@ -51,7 +50,12 @@ def test_failed_run_exits_1_with_one_message(quickstart: Path):
     before = sorted(p.name for p in output.iterdir())
     result = CliRunner().invoke(
         main,
-        ["run", str(quickstart), "--set", "transforms.paid_orders.condition=raise_error('bad') IS NULL"],
+        [
+            "run",
+            str(quickstart),
+            "--set",
+            "transforms.paid_orders.condition=raise_error('bad') IS NULL",
+        ],
     )
     assert result.exit_code == 1
     assert "error: sinks.paid_orders_parquet: staging failed" in result.stderr
@@ -62,7 +66,8 @@ def test_failed_run_exits_1_with_one_message(quickstart: Path):
 
 def test_analysis_error_exits_2_before_any_job(quickstart: Path):
     result = CliRunner().invoke(
-        main, ["run", str(quickstart), "--set", "transforms.paid_orders.condition=no_such_column > 1"]
+        main,
+        ["run", str(quickstart), "--set", "transforms.paid_orders.condition=no_such_column > 1"],
     )
     assert result.exit_code == 2
     assert "transforms.paid_orders" in result.stderr and "no_such_column" in result.stderr

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import attrs
 import pyarrow.parquet as pq
 import pytest
-
 from etl_core import Extractor, PermanentError, Secret, Transformer, hookimpl
 from etl_core.errors import ConfigError, LoadError, RunFailed, RunLocked
 from etl_core.plugins import get_plugin_host
@@ -286,15 +285,15 @@ def test_dead_letters_are_published_first_with_the_run(etl_run, tmp_path, host):
     assert pq.read_table(tmp_path / "out").num_rows == 7
     folder = tmp_path / "dlq" / "t" / metrics.run_key / "transform"
     records = [
-        json.loads(line)
-        for f in folder.glob("*.json")
-        for line in f.read_text().splitlines()
+        json.loads(line) for f in folder.glob("*.json") for line in f.read_text().splitlines()
     ]
     assert len(records) == 3
     first = records[0]
     assert first["run_id"] == metrics.run_id and first["stage"] == "transform"
     assert first["component"] == "reject_small" and first["dataset"] == "kept"
-    assert first["errors"] == [{"rule": "below", "message": "user_id too small", "severity": "error"}]
+    assert first["errors"] == [
+        {"rule": "below", "message": "user_id too small", "severity": "error"}
+    ]
     assert json.loads(first["row"])["user_id"] < 4
 
 
@@ -395,3 +394,15 @@ def test_unused_dataset_is_not_computed(etl_run, tmp_path, caplog):
         metrics = etl_run(spec)
     assert metrics.stage("ghost", "extract") is None
     assert "ghost" in caplog.text
+
+
+def test_an_input_a_transform_ignores_has_no_count(etl_run, tmp_path):
+    write_users(tmp_path, 3)
+    spec = pipeline(
+        transforms={"only": {"type": "sql", "inputs": ["users", "more"], "query": "SELECT * FROM users"}}
+    )
+    spec["sources"]["more"] = {**spec["sources"]["users"]}
+    spec["sinks"]["out"]["input"] = "only"
+    metrics = etl_run(spec)
+    assert metrics.stage("more", "extract").rows_out is None
+    assert metrics.stage("users", "extract").rows_out == 3

@@ -33,16 +33,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAPABILITIES",
+    "DEAD_LETTER_DDL",
     "ConfigError",
     "Context",
     "CredentialProvider",
-    "DEAD_LETTER_DDL",
     "DeadLetterError",
     "DeadLetterRecord",
     "EtlError",
     "Extractor",
-    "Loader",
     "LoadError",
+    "Loader",
     "MetricsReporter",
     "MicroBatchMetrics",
     "NoOptions",
@@ -88,7 +88,9 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and type(other) is type(self) and other._value == self._value
+        return (
+            isinstance(other, Secret) and type(other) is type(self) and other._value == self._value
+        )
 
     def __hash__(self) -> int:
         return hash((type(self), self._value))
@@ -104,7 +106,7 @@ class SecretRef(Secret):
     before a component uses them.
     """
 
-    __slots__ = ("provider", "path", "field")
+    __slots__ = ("field", "path", "provider")
 
     def __init__(self, provider: str, path: str, field: str | None = None):
         super().__init__("")
@@ -337,7 +339,7 @@ class RunMetrics:
     run_id: str
     run_key: str
     status: str = "running"
-    started_at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.timezone.utc))
+    started_at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC))
     finished_at: dt.datetime | None = None
     stages: list[StageMetrics] = attrs.field(factory=list)
     published: list[str] = attrs.field(factory=list)

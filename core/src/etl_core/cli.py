@@ -75,7 +75,10 @@ def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 
 _set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="PATH=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
     help="Override a config value, e.g. --set sources.orders.partitions=4 (repeatable).",
 )
 _pipeline_argument = click.argument("pipeline", type=click.Path(dir_okay=False))
@@ -107,8 +110,13 @@ def validate(pipeline: str, overrides: tuple[str, ...]) -> None:
 @click.option("--run-id", help="Name this run (orchestrators pass their task id).")
 @click.pass_context
 @_user_errors
-def run(ctx: click.Context, pipeline: str, overrides: tuple[str, ...], master: str | None,
-        run_id: str | None) -> None:
+def run(
+    ctx: click.Context,
+    pipeline: str,
+    overrides: tuple[str, ...],
+    master: str | None,
+    run_id: str | None,
+) -> None:
     """Run a pipeline: stage every sink, check, then publish."""
     import attrs
 
@@ -140,7 +148,9 @@ def run(ctx: click.Context, pipeline: str, overrides: tuple[str, ...], master: s
 def render_report(metrics: Any) -> str:
     duration = f" in {metrics.duration_s:.1f}s" if metrics.duration_s is not None else ""
     lines = [f"run {metrics.run_id} of {metrics.pipeline}: {metrics.status}{duration}"]
-    rows = [(s.dataset, s.stage, "-" if s.rows_out is None else str(s.rows_out)) for s in metrics.stages]
+    rows = [
+        (s.dataset, s.stage, "-" if s.rows_out is None else str(s.rows_out)) for s in metrics.stages
+    ]
     if rows:
         width = max(len("dataset"), *(len(r[0]) for r in rows))
         lines.append(f"  {'dataset':<{width}}  {'stage':<9}  rows")
@@ -159,8 +169,10 @@ def plugins(strict: bool) -> None:
 
     host = get_plugin_host(strict=strict)
     for info in host.plugins():
-        click.echo(f"{info.distribution} {info.version}" + (
-            "" if info.name == info.distribution else f"  (entry point {info.name!r})"))
+        click.echo(
+            f"{info.distribution} {info.version}"
+            + ("" if info.name == info.distribution else f"  (entry point {info.name!r})")
+        )
         for kind, name in info.components:
             caps = ", ".join(sorted(host.component(kind, name).capabilities)) or "-"
             click.echo(f"  {kind.replace('_', ' '):<20} {name:<14} {caps}")

@@ -64,8 +64,12 @@ def _launch_quiet_gateway(conf: dict[str, str]) -> None:
     gateway = launch_gateway(spark_conf_obj, popen_kwargs=popen_kwargs)
     proc = getattr(gateway, "proc", None)
     if proc is not None and proc.stderr is not None:
-        threading.Thread(target=_forward_filtered, args=(proc.stderr, sys.stderr), daemon=True,
-                         name="etl-jvm-stderr").start()
+        threading.Thread(
+            target=_forward_filtered,
+            args=(proc.stderr, sys.stderr),
+            daemon=True,
+            name="etl-jvm-stderr",
+        ).start()
     SparkContext._ensure_initialized(gateway=gateway)  # noqa: SLF001
 
 

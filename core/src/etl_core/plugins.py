@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 from types import ModuleType
 from typing import Any
@@ -61,28 +61,37 @@ class PluginHost:
     def __init__(self, pm: pluggy.PluginManager, distributions: Mapping[str, tuple[str, str]]):
         self._pm = pm
         self._distributions = distributions
-        self._components: dict[str, dict[str, type[api.Component]]] = {k: {} for k in KINDS}
+        self._components: dict[str, dict[str, type[Any]]] = {k: {} for k in KINDS}
         self._owners: dict[tuple[str, str], str] = {}
         for kind, (hook_name, base) in KINDS.items():
-            caller = getattr(pm.hook, hook_name)
-            for impl in caller.get_hookimpls():  # registration order: built-ins first
-                register = self._registrar(kind, base, impl.plugin_name)
+            for plugin, caller in self._callers(hook_name):
                 try:
-                    impl.function(**{arg: register for arg in impl.argnames})
+                    caller(register=self._registrar(kind, base, plugin))
                 except Exception as exc:
-                    if impl.plugin_name == BUILTIN:
+                    if plugin == BUILTIN:
                         raise
-                    log.warning("etl: plugin %r failed to register %ss: %s", impl.plugin_name, kind, exc)
+                    log.warning("etl: plugin %r failed to register %ss: %s", plugin, kind, exc)
+
+    def _callers(self, hook_name: str) -> Iterator[tuple[str, Any]]:
+        """One hook caller per implementing plugin, in registration order (built-ins first),
+        so one plugin's failure or ordering marks cannot affect another's."""
+        owners = {impl.plugin_name for impl in getattr(self._pm.hook, hook_name).get_hookimpls()}
+        plugins = self._pm.list_name_plugin()
+        for name, _ in plugins:
+            if name in owners:
+                others = [plugin for other, plugin in plugins if other != name]
+                yield name, self._pm.subset_hook_caller(hook_name, remove_plugins=others)
 
     def _registrar(self, kind: str, base: type, plugin: str) -> Callable[[type], None]:
-        def register(cls: type) -> None:
+        def register(cls: Any) -> None:
             name = getattr(cls, "name", None)
             if not (isinstance(cls, type) and issubclass(cls, base)) or not isinstance(name, str):
                 raise PluginError(
                     f"plugin {plugin!r} registered {cls!r} as a {kind}: it must subclass "
                     f"etl_core.{base.__name__} and set a string `name`"
                 )
-            if not attrs.has(cls.Options):
+            options = getattr(cls, "Options", None)
+            if not (isinstance(options, type) and attrs.has(options)):
                 raise PluginError(f"plugin {plugin!r}: {kind} {name!r} Options must be attrs")
             known = self._components[kind]
             if name in known:
@@ -140,12 +149,12 @@ class PluginHost:
         self._notify("etl_run_finished", metrics=metrics)
 
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
-        # Observers must never break a run: each implementation is called on its own.
-        for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+        # Observers must never break a run, nor keep the next observer from being called.
+        for plugin, caller in self._callers(hook_name):
             try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                caller(**kwargs)
             except Exception as exc:  # noqa: BLE001 - an observer's bug is logged, not raised
-                log.warning("etl: plugin %r failed in %s: %s", impl.plugin_name, hook_name, exc)
+                log.warning("etl: plugin %r failed in %s: %s", plugin, hook_name, exc)
 
 
 def get_plugin_host(
@@ -170,9 +179,12 @@ def get_plugin_host(
     pm.add_hookspecs(hookspecs)
     pm.register(builtins, name=BUILTIN)
     distributions = {BUILTIN: (BUILTIN, _version(BUILTIN))}
-    for name, plugin in extra:
-        pm.register(plugin, name=name)
-    pm.check_pending()
+    try:
+        for name, plugin in extra:
+            pm.register(plugin, name=name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r} does not match the hook specs: {exc}") from exc
     if autoload:
         allowed = _env_list("ETL_LOAD_PLUGINS") if only is None else set(only)
         denied = set(blocked) | (_env_list("ETL_DISABLED_PLUGINS") or set())
@@ -184,7 +196,7 @@ def get_plugin_host(
             try:
                 pm.register(ep.load(), name=ep.name)
                 pm.check_pending()
-            except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the host
+            except Exception as exc:
                 if pm.has_plugin(ep.name):
                     pm.unregister(name=ep.name)
                 message = f"plugin {ep.name!r} ({ep.value}) could not be loaded: {exc}"

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -70,7 +71,8 @@ def schema_ddl(read_schema: str | list[dict[str, Any]] | None) -> str | None:
     if read_schema is None or isinstance(read_schema, str):
         return read_schema
     return ", ".join(
-        f"`{c['name']}` {c['type']}{'' if c.get('nullable', True) else ' NOT NULL'}" for c in read_schema
+        f"`{c['name']}` {c['type']}{'' if c.get('nullable', True) else ' NOT NULL'}"
+        for c in read_schema
     )
 
 
@@ -107,10 +109,12 @@ class _Secrets:
             raise SecretError(f"{path}: {exc}") from None
         if ref.field is None and len(fields) == 1:
             (secret,) = fields.values()
-        elif ref.field in fields:
+        elif ref.field is not None and ref.field in fields:
             secret = fields[ref.field]
         else:
-            raise SecretError(f"{path}: {ref} has no field {ref.field!r}; known: {', '.join(fields)}")
+            raise SecretError(
+                f"{path}: {ref} has no field {ref.field!r}; known: {', '.join(fields)}"
+            )
         if secret.reveal():
             self.values.add(secret.reveal())
         return secret
@@ -247,27 +251,7 @@ class _Run:
         for name in plan.unused:
             log.warning("etl: dataset %r feeds no sink and is not computed", name)
         for name in plan.needed():
-            if name in self.bound.sources:
-                item = self.bound.sources[name]
-                block = item.block
-                assert isinstance(block, SourceSpec)
-                ctx = self.context(
-                    item,
-                    read_schema=schema_ddl(block.read_schema),
-                    bookmark=self.bookmarks.get(name),
-                    propose_bookmark=self.proposed.__setitem__,
-                )
-                stage = "extract"
-                df = self._call(item, lambda: item.component().extract(ctx, self.secrets.options_for(item)))
-            else:
-                item = self.bound.transforms[name]
-                inputs = {i: self.frames[i] for i in self.spec.transforms[name].inputs}
-                ctx = self.context(item)
-                stage = "transform"
-                df = self._call(
-                    item,
-                    lambda: item.component().transform(ctx, inputs, self.secrets.options_for(item)),
-                )
+            item, stage, df = self._dataset(name)
             df = self.observe(df, name, stage, item.component.name)
             if len(plan.consumers(name)) > 1:  # computed once for all its consumers
                 df = df.persist()
@@ -280,20 +264,46 @@ class _Run:
                 "path: dlq/}}`"
             )
 
-    def _call(self, item: Bound, build: Callable[[], DataFrame]) -> DataFrame:
+    def _dataset(self, name: str) -> tuple[Bound, str, DataFrame]:
+        """Call the source's extractor or the transform's transformer for one dataset."""
         from pyspark.errors import AnalysisException
 
+        item = self.bound.sources.get(name) or self.bound.transforms[name]
+        options = self.secrets.options_for(item)
         try:
-            return build()
+            if isinstance(item.block, SourceSpec):
+                ctx = self.context(
+                    item,
+                    read_schema=schema_ddl(item.block.read_schema),
+                    bookmark=self.bookmarks.get(name),
+                    propose_bookmark=self.proposed.__setitem__,
+                )
+                return item, "extract", item.component().extract(ctx, options)
+            inputs = {i: self.frames[i] for i in self.spec.transforms[name].inputs}
+            return (
+                item,
+                "transform",
+                item.component().transform(self.context(item), inputs, options),
+            )
         except AnalysisException as exc:
-            raise ConfigError(ConfigIssue(item.path, short_error(exc),
-                                          "fix the expression or the column names")) from None
+            raise ConfigError(
+                ConfigIssue(item.path, short_error(exc), "fix the expression or the column names")
+            ) from None
 
-    def _stage(self, item: Bound, loader: Loader, options: Any, index: int, df: DataFrame,
-               dead_letter: bool = False) -> None:
+    def _stage(
+        self,
+        item: Bound,
+        loader: Loader,
+        options: Any,
+        index: int,
+        df: DataFrame,
+        dead_letter: bool = False,
+    ) -> None:
         ctx = self.context(item, sink_index=index)
         # Registered before the action, so a failed stage is discarded with the others.
-        entry = _Staging(item, loader, options, ctx, Staged(item.name, index, self.key), dead_letter)
+        entry = _Staging(
+            item, loader, options, ctx, Staged(item.name, index, self.key), dead_letter
+        )
         self.staged.append(entry)
         self.progress(f"staging {item.name} ({loader.name})")
         try:
@@ -307,27 +317,32 @@ class _Run:
         sinks = self.bound.plan.sinks
         for index, name in enumerate(sinks):
             item = self.bound.sinks[name]
-            df = self.observe(self.frames[self.spec.sinks[name].input], name, "load", item.component.name)
+            df = self.observe(
+                self.frames[self.spec.sinks[name].input], name, "load", item.component.name
+            )
             self._stage(item, item.component(), self.secrets.options_for(item), index, df)
-        item = self.bound.dead_letter
-        if not self.dead_letters or item is None:
+        dead_letter = self.bound.dead_letter
+        if not self.dead_letters or dead_letter is None:
             return
-        loader: Loader = item.component()
+        loader: Loader = dead_letter.component()
         for offset, (stage, frames) in enumerate(sorted(self.dead_letters.items())):
             records = frames[0]
             for more in frames[1:]:
                 records = records.unionByName(more)
             name = f"dead_letter.{stage}"
             options = loader.dead_letter_options(
-                self.secrets.options_for(item), pipeline=self.spec.name, run_key=self.key, stage=stage
+                self.secrets.options_for(dead_letter),
+                pipeline=self.spec.name,
+                run_key=self.key,
+                stage=stage,
             )
             records = self.observe(records, name, "dead_letter", loader.name)
-            sink = attrs.evolve(item, name=name, path=f"errors.dead_letter ({stage})")
+            sink = attrs.evolve(dead_letter, name=name, path=f"errors.dead_letter ({stage})")
             self._stage(sink, loader, options, len(sinks) + offset, records, dead_letter=True)
 
     def collect_counts(self) -> None:
         for metrics, observation in self.observations:
-            rows = observation.get.get("rows")
+            rows = _observed_rows(observation)
             if metrics.stage == "dead_letter":
                 self.metrics.dead_letters += rows or 0
                 metrics.stage = "load"
@@ -336,9 +351,12 @@ class _Run:
                 metrics.rows_in = metrics.rows_out = rows
             else:
                 metrics.rows_out = rows
-        self.progress("staged: " + ", ".join(
-            f"{m.dataset}={m.rows_out}" for m in self.metrics.stages if m.stage == "load"
-        ))
+        self.progress(
+            "staged: "
+            + ", ".join(
+                f"{m.dataset}={m.rows_out}" for m in self.metrics.stages if m.stage == "load"
+            )
+        )
 
     def publish_all(self) -> None:
         for entry in sorted(self.staged, key=lambda e: not e.dead_letter):  # dead letters first
@@ -365,6 +383,18 @@ class _Run:
             except Exception as exc:  # noqa: BLE001 - keep discarding the others
                 log.warning("etl: could not discard the staging of %s: %s", entry.item.name, exc)
         self.staged.clear()
+
+
+def _observed_rows(observation: Observation, wait_s: float = 5.0) -> int | None:
+    """The observed count, or ``None`` when no action computed that dataset (a transform may
+    ignore one of its inputs); ``Observation.get`` alone would wait forever then."""
+    future = getattr(getattr(observation, "_jo", None), "future", None)  # classic Spark only
+    deadline = time.monotonic() + wait_s
+    while future is not None and not future().isCompleted():
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+    return observation.get.get("rows")
 
 
 def run(
@@ -418,7 +448,7 @@ def run(
                 raise
             raise failure from None
         finally:
-            metrics.finished_at = dt.datetime.now(dt.timezone.utc)
+            metrics.finished_at = dt.datetime.now(dt.UTC)
             if state is not None:
                 for df in state.persisted:
                     df.unpersist()

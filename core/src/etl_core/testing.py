@@ -61,7 +61,7 @@ def run_pipeline(
 
 @pytest.fixture
 def etl_run(etl_spark: SparkSession, tmp_path: Path) -> Callable[..., RunMetrics]:
-    """``etl_run(pipeline, **kwargs)``: run with the shared session; ``base_dir`` is ``tmp_path``."""
+    """``etl_run(pipeline, **kwargs)`` runs on the shared session, ``base_dir`` ``tmp_path``."""
 
     def runner(pipeline: Mapping[str, Any] | str | Path, **kwargs: Any) -> RunMetrics:
         kwargs.setdefault("base_dir", tmp_path)

@@ -21,8 +21,12 @@ def etl_register_extractors(register: Callable[[type], None]) -> None:
 def etl_register_transformers(register: Callable[[type], None]) -> None:
     from etl_core.builtins import transforms
 
-    for cls in (transforms.SqlTransform, transforms.JoinTransform, transforms.FilterTransform,
-                transforms.SelectTransform):
+    for cls in (
+        transforms.SqlTransform,
+        transforms.JoinTransform,
+        transforms.FilterTransform,
+        transforms.SelectTransform,
+    ):
         register(cls)
 
 

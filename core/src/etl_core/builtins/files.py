@@ -60,7 +60,9 @@ def manifest_files(root: Path) -> list[Path] | None:
     return listed
 
 
-def _reader_options(fmt: str, header: bool, delimiter: str, extra: dict[str, str]) -> dict[str, str]:
+def _reader_options(
+    fmt: str, header: bool, delimiter: str, extra: dict[str, str]
+) -> dict[str, str]:
     options = {"header": str(header).lower(), "sep": delimiter} if fmt == "csv" else {}
     return {**options, **extra}
 
@@ -165,7 +167,9 @@ class FilesLoader(Loader):
                 if (target / relative).exists():
                     relative = relative.with_name(f"{uuid.uuid4().hex[:8]}-{relative.name}")
                 _move(staging / relative, target / relative, moves)
-            published = [str(dst.relative_to(target)) for _, dst in moves if dst.is_relative_to(target)]
+            published = [
+                str(dst.relative_to(target)) for _, dst in moves if dst.is_relative_to(target)
+            ]
             _write_manifest(manifest, ctx, options, adopted + published)
         except BaseException:
             for src, dst in reversed(moves):  # put everything back as it was
@@ -210,7 +214,7 @@ def _write_manifest(path: Path, ctx: Context, options: FilesSinkOptions, files: 
         "sink": ctx.dataset,
         "mode": options.mode,
         "format": options.format,
-        "published_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "published_at": dt.datetime.now(dt.UTC).isoformat(),
         "files": files,
     }
     tmp = path.with_suffix(".json.tmp")

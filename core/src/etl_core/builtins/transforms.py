@@ -29,7 +29,9 @@ class SqlTransform(Transformer):
     def check(self, inputs: Sequence[str], options: SqlOptions) -> list[str]:
         return [] if options.query.strip() else ["`query` is empty"]
 
-    def transform(self, ctx: Context, inputs: Mapping[str, DataFrame], options: SqlOptions) -> DataFrame:
+    def transform(
+        self, ctx: Context, inputs: Mapping[str, DataFrame], options: SqlOptions
+    ) -> DataFrame:
         for name, df in inputs.items():
             df.createOrReplaceTempView(name)
         return ctx.spark.sql(options.query)
@@ -64,7 +66,9 @@ class JoinTransform(Transformer):
             return ["`on` is required: list the key columns, e.g. `on: [user_id]`"]
         return []
 
-    def transform(self, ctx: Context, inputs: Mapping[str, DataFrame], options: JoinOptions) -> DataFrame:
+    def transform(
+        self, ctx: Context, inputs: Mapping[str, DataFrame], options: JoinOptions
+    ) -> DataFrame:
         from etl_core.errors import ConfigError
 
         names = list(inputs)
@@ -97,7 +101,9 @@ class FilterTransform(Transformer):
     name = "filter"
     Options = FilterOptions
 
-    def transform(self, ctx: Context, inputs: Mapping[str, DataFrame], options: FilterOptions) -> DataFrame:
+    def transform(
+        self, ctx: Context, inputs: Mapping[str, DataFrame], options: FilterOptions
+    ) -> DataFrame:
         from pyspark.sql import functions as F
 
         (df,) = inputs.values()
@@ -122,7 +128,9 @@ class SelectTransform(Transformer):
             return ["give at least one of `columns`, `rename` or `cast`"]
         return []
 
-    def transform(self, ctx: Context, inputs: Mapping[str, DataFrame], options: SelectOptions) -> DataFrame:
+    def transform(
+        self, ctx: Context, inputs: Mapping[str, DataFrame], options: SelectOptions
+    ) -> DataFrame:
         from pyspark.sql import functions as F
 
         (df,) = inputs.values()
