@@ -399,7 +399,9 @@ def test_unused_dataset_is_not_computed(etl_run, tmp_path, caplog):
 def test_an_input_a_transform_ignores_has_no_count(etl_run, tmp_path):
     write_users(tmp_path, 3)
     spec = pipeline(
-        transforms={"only": {"type": "sql", "inputs": ["users", "more"], "query": "SELECT * FROM users"}}
+        transforms={
+            "only": {"type": "sql", "inputs": ["users", "more"], "query": "SELECT * FROM users"}
+        }
     )
     spec["sources"]["more"] = {**spec["sources"]["users"]}
     spec["sinks"]["out"]["input"] = "only"

@@ -93,8 +93,8 @@ def validate(pipeline: str, overrides: tuple[str, ...]) -> None:
     from etl_core import config
     from etl_core.plugins import get_plugin_host
 
-    spec = config.load(pipeline, overrides=overrides)
-    bound = config.bind(spec, get_plugin_host())
+    bound = config.check(pipeline, overrides=overrides, host=get_plugin_host())
+    spec = bound.spec
     for name in bound.plan.unused:
         click.echo(f"warning: dataset {name!r} feeds no sink", err=True)
     click.echo(
@@ -118,18 +118,15 @@ def run(
     run_id: str | None,
 ) -> None:
     """Run a pipeline: stage every sink, check, then publish."""
-    import attrs
-
     from etl_core import config
     from etl_core.plugins import get_plugin_host
     from etl_core.runner import run as run_pipeline
 
     quiet = ctx.obj["quiet"]
-    spec = config.load(pipeline, overrides=overrides)
     if master:
-        spec = attrs.evolve(spec, engine=attrs.evolve(spec.engine, master=master))
+        overrides = (*overrides, f"engine.master={master}")
     host = get_plugin_host()
-    bound = config.bind(spec, host)
+    bound = config.check(pipeline, overrides=overrides, host=host)
 
     def progress(message: str) -> None:
         if not quiet:

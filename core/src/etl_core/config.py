@@ -18,9 +18,9 @@ from typing import Any
 import attrs
 import yaml
 
-from etl_core.api import Component, SecretRef
+from etl_core.api import SecretRef
 from etl_core.errors import ConfigError, ConfigIssue, UnknownComponentError, raise_if_any
-from etl_core.options import duration, one_of, positive, structure, unknown_key
+from etl_core.options import ValueProblem, duration, one_of, positive, structure, unknown_key
 from etl_core.plan import Plan, build_plan
 from etl_core.plugins import PluginHost
 
@@ -38,7 +38,9 @@ class EngineSpec:
 @attrs.frozen
 class RetrySpec:
     attempts: int = attrs.field(default=3, validator=positive)
-    backoff: str = attrs.field(default="exponential", validator=one_of("exponential", "fixed", "none"))
+    backoff: str = attrs.field(
+        default="exponential", validator=one_of("exponential", "fixed", "none")
+    )
     initial: str | float = attrs.field(default="1s", validator=duration)
     max: str | float = attrs.field(default="60s", validator=duration)
     jitter: bool = True
@@ -91,7 +93,21 @@ class ValidateSpec:
     schema: str | list[dict[str, Any]] | None = None
     mode: str = attrs.field(default="strict", validator=one_of("strict", "additive", "coerce"))
     rules: list[dict[str, Any]] = attrs.field(factory=list)
-    on_failure: str = attrs.field(default="abort", validator=one_of("abort", "continue", "quarantine"))
+    on_failure: str = attrs.field(
+        default="abort", validator=one_of("abort", "continue", "quarantine")
+    )
+
+
+def _not_negative(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value < 0:
+        raise ValueProblem(f"cannot be negative, got {value!r}", attribute.name)
+
+
+def _ratio(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not 0 <= value <= 1:
+        raise ValueProblem(
+            f"must be a fraction from 0 to 1 (0.01 is 1%), got {value!r}", attribute.name
+        )
 
 
 @attrs.frozen
@@ -99,8 +115,8 @@ class ErrorsSpec:
     retry: RetrySpec | None = None
     circuit_breaker: BreakerSpec | None = None
     dead_letter: Block | None = None
-    max_bad_rows: int | None = None
-    max_bad_ratio: float | None = None
+    max_bad_rows: int | None = attrs.field(default=None, validator=_not_negative)
+    max_bad_ratio: float | None = attrs.field(default=None, validator=_ratio)
 
 
 @attrs.frozen
@@ -126,6 +142,8 @@ class PipelineSpec:
     state: Block = attrs.field(factory=lambda: Block(type="file"))
     base_dir: Path = attrs.field(factory=Path.cwd)
     source: str | None = None
+    #: blocks whose core keys were wrong: kept by name for planning, skipped by ``bind``
+    broken: frozenset[str] = frozenset()
 
 
 #: top-level sections structured one by one, so one bad section hides nothing else
@@ -179,8 +197,9 @@ def read_file(path: str | Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError.at("", f"cannot read pipeline file {str(path)!r}: {exc.strerror}",
-                             "check the path") from exc
+        raise ConfigError.at(
+            "", f"cannot read pipeline file {str(path)!r}: {exc.strerror}", "check the path"
+        ) from exc
     return parse_text(text, suffix=path.suffix.lower(), source=str(path))
 
 
@@ -191,8 +210,11 @@ def apply_overrides(raw: Any, overrides: Sequence[str]) -> list[ConfigIssue]:
         dotted, sep, text = item.partition("=")
         keys = [k for k in dotted.strip().split(".") if k]
         if not sep or not keys:
-            issues.append(ConfigIssue(f"--set {item}", "expected PATH=VALUE",
-                                      "e.g. --set sources.orders.partitions=4"))
+            issues.append(
+                ConfigIssue(
+                    f"--set {item}", "expected PATH=VALUE", "e.g. --set sources.orders.partitions=4"
+                )
+            )
             continue
         node = raw
         for i, key in enumerate(keys[:-1]):
@@ -221,6 +243,7 @@ def interpolate(raw: Any, path: str = "") -> tuple[Any, list[ConfigIssue]]:
         if isinstance(node, list):
             return [walk(v, f"{at}[{i}]") for i, v in enumerate(node)]
         if isinstance(node, str) and "$" in node:
+
             def substitute(match: re.Match[str]) -> str:
                 if match.group(0) == "$$":
                     return "$"
@@ -229,8 +252,13 @@ def interpolate(raw: Any, path: str = "") -> tuple[Any, list[ConfigIssue]]:
                     return os.environ[name]
                 if default is not None:
                     return default
-                issues.append(ConfigIssue(at, f"environment variable {name} is not set",
-                                          f"export {name}=... or write ${{{name}:-default}}"))
+                issues.append(
+                    ConfigIssue(
+                        at,
+                        f"environment variable {name} is not set",
+                        f"export {name}=... or write ${{{name}:-default}}",
+                    )
+                )
                 return ""
 
             return _ENV.sub(substitute, node)
@@ -262,16 +290,23 @@ def _split_credential(data: Any) -> Any:
     }
 
 
-def _structure_section(key: str, value: Any) -> tuple[Any, list[ConfigIssue]]:
+def _structure_section(key: str, value: Any) -> tuple[Any, list[ConfigIssue], set[str]]:
+    """Structure one top-level section; also the names of blocks kept only as placeholders."""
     kind = _SECTIONS[key]
-    if kind in (dict[str, SourceSpec], dict[str, TransformSpec], dict[str, SinkSpec],
-                dict[str, CredentialSpec], dict[str, ValidateSpec]):
+    if kind in (
+        dict[str, SourceSpec],
+        dict[str, TransformSpec],
+        dict[str, SinkSpec],
+        dict[str, CredentialSpec],
+        dict[str, ValidateSpec],
+    ):
         if value is None:
-            return {}, []
+            return {}, [], set()
         if not isinstance(value, Mapping):
-            return None, [ConfigIssue(key, f"expected a mapping of names to blocks, got {value!r}")]
+            problem = ConfigIssue(key, f"expected a mapping of names to blocks, got {value!r}")
+            return None, [problem], set()
         (item_cls,) = kind.__args__[1:]
-        entries, issues = {}, []
+        entries, issues, broken = {}, [], set()
         for name, block in value.items():
             if item_cls is CredentialSpec:
                 block = _split_credential(block)
@@ -281,46 +316,88 @@ def _structure_section(key: str, value: Any) -> tuple[Any, list[ConfigIssue]]:
             issues += found
             if entry is not None:
                 entries[str(name)] = entry
-        return entries, issues
+            elif item_cls in (SourceSpec, TransformSpec, SinkSpec):
+                entries[str(name)] = _placeholder(item_cls, block)
+                broken.add(str(name))
+        return entries, issues, broken
     if kind == list[Block]:
         value = [_split_block(v, Block) for v in value] if isinstance(value, list) else value
     elif kind is Block:
         value = _split_block(value, Block)
     elif kind is ErrorsSpec and isinstance(value, Mapping) and "dead_letter" in value:
         value = {**value, "dead_letter": _split_block(value["dead_letter"], Block)}
-    return structure(value, kind, key)
+    structured, issues = structure(value, kind, key)
+    return structured, issues, set()
 
 
-def structure_pipeline(raw: Any, *, base_dir: Path, source: str | None = None) -> PipelineSpec:
+def _placeholder(cls: type[Block], block: Any) -> Block:
+    """A block that failed to structure, kept by name and edges so that planning still finds
+    the other mistakes; ``bind`` skips it (``PipelineSpec.broken``)."""
+    raw = block if isinstance(block, Mapping) else {}
+
+    def names(value: Any) -> list[str]:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    extra: dict[str, Any] = {}
+    if cls is TransformSpec:
+        extra["inputs"] = names(raw.get("inputs"))
+    elif cls is SinkSpec and isinstance(raw.get("input"), str):
+        extra["input"] = raw["input"]
+    return cls(type=str(raw.get("type", "")), **extra)
+
+
+def structure_pipeline(
+    raw: Any, *, base_dir: Path, source: str | None = None, issues: list[ConfigIssue] | None = None
+) -> PipelineSpec:
+    """Structure the core model. With an ``issues`` list, mistakes are appended to it and a
+    best-effort spec is returned, so binding can find more; without one, they are raised."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(ConfigIssue("", "a pipeline file must be a mapping with at least `name` "
-                                          "and `sources`"), source=source)
-    issues: list[ConfigIssue] = []
+        raise ConfigError(
+            ConfigIssue("", "a pipeline file must be a mapping with at least `name` and `sources`"),
+            source=source,
+        )
+    found_all: list[ConfigIssue] = []
     fields: dict[str, Any] = {}
+    broken: set[str] = set()
     for key, value in raw.items():
         if key not in _SECTIONS:
-            issues.append(unknown_key(str(key), str(key), list(_SECTIONS)))
+            found_all.append(unknown_key(str(key), str(key), list(_SECTIONS)))
             continue
-        structured, found = _structure_section(key, value)
+        structured, found, broken_here = _structure_section(key, value)
+        broken |= broken_here
         check = attrs.fields_dict(PipelineSpec)[key].validator
         if not found and check is not None:  # e.g. `mode`, a plain string until PipelineSpec()
             try:
                 check(None, attrs.fields_dict(PipelineSpec)[key], structured)
             except ValueError as exc:
                 found = [ConfigIssue(key, str(exc))]
-        issues += found
-        if not found:
+        found_all += found
+        # A mapping of blocks keeps its good entries (and placeholders of the bad ones).
+        if not found or isinstance(structured, dict):
             fields[key] = structured
     if "name" not in raw:
-        issues.append(ConfigIssue("name", "required key is missing", "add e.g. `name: orders_daily`"))
+        found_all.append(
+            ConfigIssue("name", "required key is missing", "add e.g. `name: orders_daily`")
+        )
     elif "name" in fields and not NAME.match(fields["name"]):
-        issues.append(ConfigIssue("name", f"{fields['name']!r} is not a valid pipeline name",
-                                  "use letters, digits and underscores"))
+        found_all.append(
+            ConfigIssue(
+                "name",
+                f"{fields['name']!r} is not a valid pipeline name",
+                "use letters, digits and underscores",
+            )
+        )
     if fields.get("version", 1) != 1:
-        issues.append(ConfigIssue("version", f"unsupported version {fields['version']}",
-                                  "write `version: 1`"))
-    raise_if_any(issues, source=source)
-    return PipelineSpec(**fields, base_dir=base_dir, source=source)
+        found_all.append(
+            ConfigIssue("version", f"unsupported version {fields['version']}", "write `version: 1`")
+        )
+        del fields["version"]
+    if issues is None:
+        raise_if_any(found_all, source=source)
+    else:
+        issues += found_all
+    fields.setdefault("name", "pipeline")
+    return PipelineSpec(**fields, base_dir=base_dir, source=source, broken=frozenset(broken))
 
 
 def load(
@@ -329,18 +406,25 @@ def load(
     data: Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     base_dir: Path | None = None,
+    issues: list[ConfigIssue] | None = None,
 ) -> PipelineSpec:
-    """Read a pipeline from a file (or a mapping), with overrides and interpolation applied."""
+    """Read a pipeline from a file (or a mapping), with overrides and interpolation applied.
+
+    With an ``issues`` list, mistakes past parsing are collected there (see
+    :func:`structure_pipeline`); :func:`check` uses that to report everything at once."""
     raw = read_file(path) if path is not None else json.loads(json.dumps(data or {}))
     source = str(path) if path is not None else None
     if raw is None:
         raw = {}
-    issues = apply_overrides(raw, overrides) if isinstance(raw, dict) else []
-    raw, found = interpolate(raw)
-    raise_if_any(issues + found, source=source)
+    found = apply_overrides(raw, overrides) if isinstance(raw, dict) else []
+    raw, more = interpolate(raw)
+    if issues is None:
+        raise_if_any(found + more, source=source)
+    else:
+        issues += found + more
     if base_dir is None:
         base_dir = Path(path).resolve().parent if path is not None else Path.cwd()
-    return structure_pipeline(raw, base_dir=base_dir, source=source)
+    return structure_pipeline(raw, base_dir=base_dir, source=source, issues=issues)
 
 
 # --- binding components -------------------------------------------------------------------
@@ -352,7 +436,7 @@ class Bound:
 
     path: str
     name: str
-    component: type[Component]
+    component: type[Any]
     options: Any
     block: Block | None = None
 
@@ -378,9 +462,17 @@ CORE_KEYS = {
 }
 
 
-def _bind(host: PluginHost, kind: str, path: str, name: str, type_name: str, raw: Mapping[str, Any],
-          issues: list[ConfigIssue], block: Block | None = None,
-          type_key: str = "type") -> Bound | None:
+def _bind(
+    host: PluginHost,
+    kind: str,
+    path: str,
+    name: str,
+    type_name: str,
+    raw: Mapping[str, Any],
+    issues: list[ConfigIssue],
+    block: Block | None = None,
+    type_key: str = "type",
+) -> Bound | None:
     try:
         component = host.component(kind, type_name)
     except UnknownComponentError as exc:
@@ -406,25 +498,42 @@ def _secret_refs(value: Any, path: str) -> Iterator[tuple[str, SecretRef]]:
             yield from _secret_refs(item, f"{path}[{i}]")
 
 
-def bind(spec: PipelineSpec, host: PluginHost) -> BoundPipeline:
-    """Resolve every component and structure its options; raise all issues at once."""
-    issues: list[ConfigIssue] = []
+def bind(
+    spec: PipelineSpec, host: PluginHost, issues: list[ConfigIssue] | None = None
+) -> BoundPipeline:
+    """Resolve every component and structure its options; raise all issues at once, with
+    those already found in ``issues``."""
+    issues = [] if issues is None else issues
     seen: dict[str, str] = {}
     for section in ("sources", "transforms", "sinks"):
         for name in getattr(spec, section):
             path = f"{section}.{name}"
             if not NAME.match(name):
-                issues.append(ConfigIssue(path, f"{name!r} is not a valid name",
-                                          "use letters, digits and underscores, not starting with a digit"))
+                issues.append(
+                    ConfigIssue(
+                        path,
+                        f"{name!r} is not a valid name",
+                        "use letters, digits and underscores, not starting with a digit",
+                    )
+                )
             if name in seen:
-                issues.append(ConfigIssue(path, f"name {name!r} is already used by {seen[name]}",
-                                          "give every source, transform and sink its own name"))
+                issues.append(
+                    ConfigIssue(
+                        path,
+                        f"name {name!r} is already used by {seen[name]}",
+                        "give every source, transform and sink its own name",
+                    )
+                )
             seen.setdefault(name, path)
 
     def bind_section(section: str, kind: str) -> dict[str, Bound]:
         bound = {}
         for name, block in getattr(spec, section).items():
-            result = _bind(host, kind, f"{section}.{name}", name, block.type, block.options, issues, block)
+            if name in spec.broken:
+                continue
+            result = _bind(
+                host, kind, f"{section}.{name}", name, block.type, block.options, issues, block
+            )
             if result is not None:
                 bound[name] = result
         return bound
@@ -434,38 +543,91 @@ def bind(spec: PipelineSpec, host: PluginHost) -> BoundPipeline:
     sinks = bind_section("sinks", "loader")
     credentials = {}
     for name, cred in spec.credentials.items():
-        result = _bind(host, "credential_provider", f"credentials.{name}", name, cred.provider,
-                       cred.options, issues, type_key="provider")
+        result = _bind(
+            host,
+            "credential_provider",
+            f"credentials.{name}",
+            name,
+            cred.provider,
+            cred.options,
+            issues,
+            type_key="provider",
+        )
         if result is not None:
             credentials[name] = result
     dead_letter = None
     if spec.errors.dead_letter is not None:
-        dead_letter = _bind(host, "loader", "errors.dead_letter", "dead_letter",
-                            spec.errors.dead_letter.type, spec.errors.dead_letter.options, issues,
-                            spec.errors.dead_letter)
+        dead_letter = _bind(
+            host,
+            "loader",
+            "errors.dead_letter",
+            "dead_letter",
+            spec.errors.dead_letter.type,
+            spec.errors.dead_letter.options,
+            issues,
+            spec.errors.dead_letter,
+        )
     metrics = [
-        b for i, block in enumerate(spec.metrics)
-        if (b := _bind(host, "metrics_reporter", f"metrics[{i}]", block.type, block.type,
-                       block.options, issues, block)) is not None
+        b
+        for i, block in enumerate(spec.metrics)
+        if (
+            b := _bind(
+                host,
+                "metrics_reporter",
+                f"metrics[{i}]",
+                block.type,
+                block.type,
+                block.options,
+                issues,
+                block,
+            )
+        )
+        is not None
     ]
-    state = _bind(host, "state_store", "state", "state", spec.state.type, spec.state.options,
-                  issues, spec.state)
+    state = _bind(
+        host,
+        "state_store",
+        "state",
+        "state",
+        spec.state.type,
+        spec.state.options,
+        issues,
+        spec.state,
+    )
 
     for section, bound in (("sources", sources), ("transforms", transforms), ("sinks", sinks)):
         for name, item in bound.items():
             block = item.block
             assert block is not None
             if block.credentials is not None and block.credentials not in spec.credentials:
-                issues.append(_unknown_name(f"{section}.{name}.credentials", block.credentials,
-                                            spec.credentials, "credentials"))
-            if isinstance(block, SourceSpec) and block.incremental is not None and (
-                "incremental" not in item.component.capabilities
+                issues.append(
+                    _unknown_name(
+                        f"{section}.{name}.credentials",
+                        block.credentials,
+                        spec.credentials,
+                        "credentials",
+                    )
+                )
+            if (
+                isinstance(block, SourceSpec)
+                and block.incremental is not None
+                and ("incremental" not in item.component.capabilities)
             ):
-                issues.append(ConfigIssue(f"{section}.{name}.incremental",
-                                          f"type {block.type!r} cannot read incrementally",
-                                          "remove `incremental` or use a type that supports it"))
-    every = [*sources.values(), *transforms.values(), *sinks.values(), *credentials.values(),
-             *metrics, *([dead_letter] if dead_letter else [])]
+                issues.append(
+                    ConfigIssue(
+                        f"{section}.{name}.incremental",
+                        f"type {block.type!r} cannot read incrementally",
+                        "remove `incremental` or use a type that supports it",
+                    )
+                )
+    every = [
+        *sources.values(),
+        *transforms.values(),
+        *sinks.values(),
+        *credentials.values(),
+        *metrics,
+        *([dead_letter] if dead_letter else []),
+    ]
     for item in every:
         for path, ref in _secret_refs(item.options, item.path):
             try:
@@ -474,18 +636,36 @@ def bind(spec: PipelineSpec, host: PluginHost) -> BoundPipeline:
                 issues.append(ConfigIssue(path, str(exc).split("; ")[0], exc.hint))
     for name in spec.validate:
         if name in seen and seen[name].startswith("sinks."):
-            issues.append(ConfigIssue(f"validate.{name}", f"{name!r} is a sink, not a dataset",
-                                      "validate the sink's input (a source or transform)"))
+            issues.append(
+                ConfigIssue(
+                    f"validate.{name}",
+                    f"{name!r} is a sink, not a dataset",
+                    "validate the sink's input (a source or transform)",
+                )
+            )
         elif name not in seen:
-            issues.append(_unknown_name(f"validate.{name}", name,
-                                        {**spec.sources, **spec.transforms}, "datasets"))
+            issues.append(
+                _unknown_name(
+                    f"validate.{name}", name, {**spec.sources, **spec.transforms}, "datasets"
+                )
+            )
     for name, item in transforms.items():
         inputs = spec.transforms[name].inputs
         low, high = item.component.inputs  # type: ignore[attr-defined]
         if inputs and not (low <= len(inputs) and (high is None or len(inputs) <= high)):
-            wanted = f"{low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
-            issues.append(ConfigIssue(f"transforms.{name}.inputs",
-                                      f"type {item.component.name!r} takes {wanted} input(s), got {len(inputs)}"))
+            wanted = (
+                f"{low}"
+                if low == high
+                else f"at least {low}"
+                if high is None
+                else f"{low} to {high}"
+            )
+            issues.append(
+                ConfigIssue(
+                    f"transforms.{name}.inputs",
+                    f"type {item.component.name!r} takes {wanted} input(s), got {len(inputs)}",
+                )
+            )
         for problem in item.component().check(inputs, item.options):  # type: ignore[attr-defined]
             issues.append(ConfigIssue(f"transforms.{name}", problem))
     plan, found = build_plan(
@@ -496,7 +676,9 @@ def bind(spec: PipelineSpec, host: PluginHost) -> BoundPipeline:
     issues += found
     raise_if_any(issues, source=spec.source)
     assert state is not None and plan is not None
-    return BoundPipeline(spec, sources, transforms, sinks, credentials, dead_letter, metrics, state, plan)
+    return BoundPipeline(
+        spec, sources, transforms, sinks, credentials, dead_letter, metrics, state, plan
+    )
 
 
 def _unknown_name(path: str, name: str, known: Mapping[str, Any], what: str) -> ConfigIssue:
@@ -510,3 +692,15 @@ def _unknown_name(path: str, name: str, known: Mapping[str, Any], what: str) -> 
     return ConfigIssue(path, f"{name!r} is not defined", fix)
 
 
+def check(
+    path: str | Path | None = None,
+    *,
+    host: PluginHost,
+    data: Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    base_dir: Path | None = None,
+) -> BoundPipeline:
+    """Load and bind, reporting every mistake found in either step together."""
+    issues: list[ConfigIssue] = []
+    spec = load(path, data=data, overrides=overrides, base_dir=base_dir, issues=issues)
+    return bind(spec, host, issues)

@@ -15,13 +15,13 @@ from typing import Any
 
 import attrs
 import cattrs
+from cattrs.cols import list_structure_factory, mapping_structure_factory
 from cattrs.errors import (
     AttributeValidationNote,
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
 )
-from cattrs.cols import list_structure_factory
 from cattrs.gen import make_dict_structure_fn
 
 from etl_core.api import Secret, SecretRef
@@ -127,7 +127,9 @@ def _is_dict(cls: Any) -> bool:
 
 
 def _exact(
-    check: type, label: str, factory: Callable[[Any, cattrs.Converter], Callable[[Any, type], Any]],
+    check: type,
+    label: str,
+    factory: Callable[[Any, cattrs.Converter], Callable[[Any, type], Any]],
     conv: cattrs.Converter,
 ) -> Callable[[Any], Callable[[Any, type], Any]]:
     """cattrs turns any iterable into a list (``"orders"`` → ``["o", ...]``): refuse that."""
@@ -155,7 +157,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(Any, lambda value, _: value)
 
     def attrs_factory(cls: type) -> Callable[[Any, type], Any]:
-        inner = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
+        inner: Callable[[Any, type], Any] = make_dict_structure_fn(
+            cls, conv, _cattrs_forbid_extra_keys=True
+        )
 
         def structure_mapping(value: Any, _: type) -> Any:
             if not isinstance(value, Mapping):
@@ -167,16 +171,20 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(attrs.has, attrs_factory)
     conv.register_structure_hook_factory(_is_union, _union_factory(conv))
     conv.register_structure_hook_factory(
-        _is_list, _exact(list, "a list", list_structure_factory, conv))
+        _is_list, _exact(list, "a list", list_structure_factory, conv)
+    )
     conv.register_structure_hook_factory(
-        _is_dict, _exact(Mapping, "a mapping", lambda cls, c: c.gen_structure_mapping(cls), conv))
+        _is_dict, _exact(Mapping, "a mapping", mapping_structure_factory, conv)
+    )
     return conv
 
 
 converter = _make_converter()
 
 
-def structure(data: Any, cls: type, path: str, *, also_known: tuple[str, ...] = ()) -> tuple[Any, list[ConfigIssue]]:
+def structure(
+    data: Any, cls: type, path: str, *, also_known: tuple[str, ...] = ()
+) -> tuple[Any, list[ConfigIssue]]:
     """Structure ``data`` into ``cls``; on failure return ``None`` and every issue, with paths.
 
     ``also_known`` are keys that are valid at ``path`` without being fields of ``cls`` (the
@@ -188,7 +196,9 @@ def structure(data: Any, cls: type, path: str, *, also_known: tuple[str, ...] = 
         return None, list(issues_from(exc, path, also_known))
 
 
-def issues_from(exc: BaseException, path: str, also_known: tuple[str, ...] = ()) -> Iterator[ConfigIssue]:
+def issues_from(
+    exc: BaseException, path: str, also_known: tuple[str, ...] = ()
+) -> Iterator[ConfigIssue]:
     if isinstance(exc, ForbiddenExtraKeysError):
         known = [f.name for f in attrs.fields(exc.cl)] + list(also_known) if exc.cl else []
         for key in sorted(exc.extra_fields):
@@ -196,7 +206,11 @@ def issues_from(exc: BaseException, path: str, also_known: tuple[str, ...] = ())
     elif isinstance(exc, ClassValidationError | IterableValidationError):
         for sub in exc.exceptions:
             note = next(
-                (n for n in getattr(sub, "__notes__", ()) if hasattr(n, "index") or hasattr(n, "name")),
+                (
+                    n
+                    for n in getattr(sub, "__notes__", ())
+                    if hasattr(n, "index") or hasattr(n, "name")
+                ),
                 None,
             )
             if isinstance(note, AttributeValidationNote):
@@ -235,7 +249,9 @@ def one_of(*choices: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
         if value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueProblem(f"{value!r} is not one of {', '.join(choices)}{hint}", _key(attribute))
+            raise ValueProblem(
+                f"{value!r} is not one of {', '.join(choices)}{hint}", _key(attribute)
+            )
 
     return check
 
@@ -262,6 +278,8 @@ def parse_duration(value: str | float) -> float:
 def duration(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """attrs validator for duration fields."""
     try:
-        parse_duration(value)
+        seconds = parse_duration(value)
     except ValueProblem as exc:
         raise ValueProblem(str(exc), _key(attribute)) from None
+    if seconds < 0:
+        raise ValueProblem(f"a duration cannot be negative, got {value!r}", _key(attribute))

@@ -48,20 +48,30 @@ def build_plan(
     sink_nodes = {name: Node(name, "sink", (inp,) if inp else ()) for name, inp in sinks.items()}
     issues: list[ConfigIssue] = []
     if not sources:
-        issues.append(ConfigIssue("sources", "the pipeline has no sources", "add a `sources:` block"))
+        issues.append(
+            ConfigIssue("sources", "the pipeline has no sources", "add a `sources:` block")
+        )
     if not sinks:
         issues.append(ConfigIssue("sinks", "the pipeline has no sinks", "add a `sinks:` block"))
     for node in [*nodes.values(), *sink_nodes.values()]:
         key = "input" if node.kind == "sink" else "inputs"
         if node.kind != "source" and not node.inputs:
-            issues.append(ConfigIssue(f"{node.path}.{key}", "required key is missing",
-                                      f"name the dataset(s) it reads, e.g. `{key}: ...`"))
+            issues.append(
+                ConfigIssue(
+                    f"{node.path}.{key}",
+                    "required key is missing",
+                    f"name the dataset(s) it reads, e.g. `{key}: ...`",
+                )
+            )
         for i, name in enumerate(node.inputs):
             if name not in datasets:
                 at = f"{node.path}.{key}" + (f"[{i}]" if node.kind == "transform" else "")
                 close = difflib.get_close_matches(name, sorted(datasets), n=1)
-                fix = f"did you mean {close[0]!r}?" if close else (
-                    f"known datasets: {', '.join(sorted(datasets))}")
+                fix = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else (f"known datasets: {', '.join(sorted(datasets))}")
+                )
                 issues.append(ConfigIssue(at, f"unknown input {name!r}", fix))
     order = _order(nodes, issues)
     if issues:
@@ -87,12 +97,16 @@ def _order(nodes: Mapping[str, Node], issues: list[ConfigIssue]) -> list[str]:
         if state.get(name) == 2 or name not in nodes:
             return
         if state.get(name) == 1:
-            cycle = trail[trail.index(name):] + [name]
+            cycle = [*trail[trail.index(name) :], name]
             if frozenset(cycle) not in reported:
                 reported.add(frozenset(cycle))
-                issues.append(ConfigIssue(f"transforms.{name}.inputs",
-                                          f"cycle: {' -> '.join(cycle)}",
-                                          "a transform cannot read its own output; break the loop"))
+                issues.append(
+                    ConfigIssue(
+                        f"transforms.{name}.inputs",
+                        f"cycle: {' -> '.join(cycle)}",
+                        "a transform cannot read its own output; break the loop",
+                    )
+                )
             return
         state[name] = 1
         for inp in nodes[name].inputs:

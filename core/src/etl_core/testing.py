@@ -53,10 +53,10 @@ def run_pipeline(
 
     host = host or get_plugin_host(autoload=False)
     if isinstance(pipeline, Mapping):
-        spec = config.load(data=pipeline, overrides=overrides, base_dir=base_dir)
+        bound = config.check(data=pipeline, overrides=overrides, base_dir=base_dir, host=host)
     else:
-        spec = config.load(pipeline, overrides=overrides)
-    return run(config.bind(spec, host), host, run_id=run_id, spark=spark)
+        bound = config.check(pipeline, overrides=overrides, host=host)
+    return run(bound, host, run_id=run_id, spark=spark)
 
 
 @pytest.fixture
