@@ -82,18 +82,29 @@ _set_option = click.option(
     help="Override a config value, e.g. --set sources.orders.partitions=4 (repeatable).",
 )
 _pipeline_argument = click.argument("pipeline", type=click.Path(dir_okay=False))
+_plaintext_option = click.option(
+    "--allow-plaintext-secrets",
+    is_flag=True,
+    help="Accept plaintext values under secret-looking keys (with a warning).",
+)
 
 
 @main.command()
 @_pipeline_argument
 @_set_option
+@_plaintext_option
 @_user_errors
-def validate(pipeline: str, overrides: tuple[str, ...]) -> None:
+def validate(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool) -> None:
     """Check a pipeline file without reading data (no Spark)."""
     from etl_core import config
     from etl_core.plugins import get_plugin_host
 
-    bound = config.check(pipeline, overrides=overrides, host=get_plugin_host())
+    bound = config.check(
+        pipeline,
+        overrides=overrides,
+        host=get_plugin_host(),
+        allow_plaintext_secrets=allow_plaintext_secrets,
+    )
     spec = bound.spec
     for name in bound.plan.unused:
         click.echo(f"warning: dataset {name!r} feeds no sink", err=True)
@@ -108,6 +119,7 @@ def validate(pipeline: str, overrides: tuple[str, ...]) -> None:
 @_set_option
 @click.option("--master", help="Spark master for this run, e.g. local[2] or spark://host:7077.")
 @click.option("--run-id", help="Name this run (orchestrators pass their task id).")
+@_plaintext_option
 @click.pass_context
 @_user_errors
 def run(
@@ -116,6 +128,7 @@ def run(
     overrides: tuple[str, ...],
     master: str | None,
     run_id: str | None,
+    allow_plaintext_secrets: bool,
 ) -> None:
     """Run a pipeline: stage every sink, check, then publish."""
     from etl_core import config
@@ -126,7 +139,9 @@ def run(
     if master:
         overrides = (*overrides, f"engine.master={master}")
     host = get_plugin_host()
-    bound = config.check(pipeline, overrides=overrides, host=host)
+    bound = config.check(
+        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
+    )
 
     def progress(message: str) -> None:
         if not quiet:

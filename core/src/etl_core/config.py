@@ -9,6 +9,7 @@ with the component's own ``Options`` class. Both collect every issue before rais
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,9 +21,19 @@ import yaml
 
 from etl_core.api import SecretRef
 from etl_core.errors import ConfigError, ConfigIssue, UnknownComponentError, raise_if_any
-from etl_core.options import ValueProblem, duration, one_of, positive, structure, unknown_key
+from etl_core.options import (
+    ValueProblem,
+    allow_plaintext,
+    duration,
+    one_of,
+    positive,
+    structure,
+    unknown_key,
+)
 from etl_core.plan import Plan, build_plan
 from etl_core.plugins import PluginHost
+
+log = logging.getLogger("etl.config")
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -479,9 +490,46 @@ def _bind(
         issues.append(ConfigIssue(f"{path}.{type_key}", str(exc).split("; ")[0], exc.hint))
         return None
     known = CORE_KEYS.get(type(block), ()) if block is not None else (type_key,)
+    if type_key == "type":  # component options; a credentials entry holds only references
+        raw = _guard_secrets(raw, path, issues)
     options, found = structure(dict(raw), component.Options, path, also_known=known)
     issues += found
     return None if found else Bound(path, name, component, options, block)
+
+
+SECRET_KEYS = re.compile(
+    r"^(password|passwd|secret|token|api_key|access_key|secret_access_key|session_token|"
+    r"private_key|client_secret)$|_(password|secret|token|api_key)$",
+    re.IGNORECASE,
+)
+
+
+def _guard_secrets(raw: Any, path: str, issues: list[ConfigIssue]) -> Any:
+    """Refuse plaintext (or ``${ENV}``-interpolated) values under secret-looking keys, or wrap
+    let them through with a warning when the user opted in."""
+    if isinstance(raw, Mapping) and set(raw) == {"secret"}:  # an inline reference
+        return raw
+    if isinstance(raw, Mapping):
+        guarded = {}
+        for key, value in raw.items():
+            at = f"{path}.{key}"
+            if isinstance(value, str) and SECRET_KEYS.search(str(key)):
+                if allow_plaintext.get():
+                    log.warning("etl: %s holds a plaintext secret (--allow-plaintext-secrets)", at)
+                else:
+                    issues.append(
+                        ConfigIssue(
+                            at,
+                            "a plaintext secret (or ${ENV} interpolation) is not allowed here",
+                            f'reference it instead: `{key}: {{secret: "env:VARIABLE"}}`, or name a '
+                            "`credentials:` entry; --allow-plaintext-secrets overrides this",
+                        )
+                    )
+            guarded[key] = _guard_secrets(value, at, issues)
+        return guarded
+    if isinstance(raw, list):
+        return [_guard_secrets(v, f"{path}[{i}]", issues) for i, v in enumerate(raw)]
+    return raw
 
 
 def _secret_refs(value: Any, path: str) -> Iterator[tuple[str, SecretRef]]:
@@ -699,8 +747,13 @@ def check(
     data: Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     base_dir: Path | None = None,
+    allow_plaintext_secrets: bool = False,
 ) -> BoundPipeline:
     """Load and bind, reporting every mistake found in either step together."""
     issues: list[ConfigIssue] = []
     spec = load(path, data=data, overrides=overrides, base_dir=base_dir, issues=issues)
-    return bind(spec, host, issues)
+    token = allow_plaintext.set(allow_plaintext_secrets)
+    try:
+        return bind(spec, host, issues)
+    finally:
+        allow_plaintext.reset(token)

@@ -11,6 +11,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -71,9 +72,15 @@ def _structure_float(value: Any, _: type) -> float:
     return float(value)
 
 
+#: set for one load by ``--allow-plaintext-secrets`` (see ``config.check``)
+allow_plaintext: ContextVar[bool] = ContextVar("etl_allow_plaintext_secrets", default=False)
+
+
 def _structure_secret(value: Any, _: type) -> Secret:
     if isinstance(value, Secret):
         return value
+    if isinstance(value, str) and allow_plaintext.get():
+        return Secret(value)
     if isinstance(value, Mapping) and set(value) == {"secret"} and isinstance(value["secret"], str):
         return SecretRef.parse(value["secret"])
     raise ValueProblem(

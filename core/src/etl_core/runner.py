@@ -385,6 +385,35 @@ class _Run:
         self.staged.clear()
 
 
+def build_datasets(
+    bound: BoundPipeline, host: PluginHost, spark: SparkSession | None = None
+) -> dict[str, DataFrame]:
+    """Every dataset of the pipeline as a lazy DataFrame, for inspection (``etl explain``,
+    notebooks). Nothing is staged or published; analysis errors are raised as config errors."""
+    from etl_core.engine import get_spark
+
+    spec = bound.spec
+    spark = spark or get_spark(spec.engine, app_name=f"etl:{spec.name}")
+    state = _Run(
+        bound,
+        host,
+        spark,
+        "inspect",
+        run_key(spec.name, "inspect"),
+        _Secrets(bound, host),
+        lambda message: None,
+        RunMetrics(pipeline=spec.name, run_id="inspect", run_key=""),
+    )
+    store = bound.state
+    state.bookmarks = store.component().load(spec.base_dir, spec.name, store.options)
+    try:
+        for name in bound.plan.order:
+            state.frames[name] = state._dataset(name)[2]
+    finally:
+        state.secrets.close()
+    return state.frames
+
+
 def _observed_rows(observation: Observation, wait_s: float = 5.0) -> int | None:
     """The observed count, or ``None`` when no action computed that dataset (a transform may
     ignore one of its inputs); ``Observation.get`` alone would wait forever then."""
