@@ -251,7 +251,7 @@ class _Run:
         for name in plan.unused:
             log.warning("etl: dataset %r feeds no sink and is not computed", name)
         for name in plan.needed():
-            item, stage, df = self._dataset(name)
+            item, stage, df = self.dataset(name)
             df = self.observe(df, name, stage, item.component.name)
             if len(plan.consumers(name)) > 1:  # computed once for all its consumers
                 df = df.persist()
@@ -264,7 +264,7 @@ class _Run:
                 "path: dlq/}}`"
             )
 
-    def _dataset(self, name: str) -> tuple[Bound, str, DataFrame]:
+    def dataset(self, name: str) -> tuple[Bound, str, DataFrame]:
         """Call the source's extractor or the transform's transformer for one dataset."""
         from pyspark.errors import AnalysisException
 
@@ -408,7 +408,7 @@ def build_datasets(
     state.bookmarks = store.component().load(spec.base_dir, spec.name, store.options)
     try:
         for name in bound.plan.order:
-            state.frames[name] = state._dataset(name)[2]
+            state.frames[name] = state.dataset(name)[2]
     finally:
         state.secrets.close()
     return state.frames
