@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "DeadLetterRecord",
     "EtlError",
     "Extractor",
+    "LiveRuns",
     "LoadError",
     "Loader",
     "MetricsReporter",
@@ -164,6 +166,8 @@ class Context:
     component: str
     sink_index: int | None = None
     read_schema: str | None = None
+    #: the source's ``incremental:`` block (e.g. ``{column: updated_at}``), if any
+    incremental: Mapping[str, Any] | None = None
     bookmark: Any = None
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("etl"))
     _propose_bookmark: Callable[[str, Any], None] | None = attrs.field(default=None, repr=False)
@@ -260,6 +264,27 @@ class Staged:
     details: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+@attrs.frozen
+class LiveRuns:
+    """Which runs (by ``run_key``) are live, for :meth:`Loader.clean_stale`.
+
+    A run is stale when it is not live and either known dead (its lock file was left behind,
+    free) or its staging is older than ``max_age_s`` (its lock may live on another machine).
+    """
+
+    live: frozenset[str] = frozenset()
+    dead: frozenset[str] = frozenset()
+    max_age_s: float = 3600.0
+
+    def __contains__(self, run_key: object) -> bool:
+        return run_key in self.live
+
+    def stale(self, run_key: str, modified_at: float) -> bool:
+        if run_key in self.live:
+            return False
+        return run_key in self.dead or time.time() - modified_at > self.max_age_s
+
+
 class Loader(Component):
     """Two-phase writer: ``stage`` moves the rows, ``publish`` makes them visible atomically."""
 
@@ -277,8 +302,9 @@ class Loader(Component):
     def discard(self, ctx: Context, staged: Staged, options: Any) -> None:
         """Drop the staging area; the target stays as it was."""
 
-    def clean_stale(self, ctx: Context, options: Any, live_runs: Sequence[str]) -> None:
-        """Drop staging left by runs (``run_key``) that are not live."""
+    def clean_stale(self, ctx: Context, options: Any, live_runs: LiveRuns) -> list[str]:
+        """Drop staging left by runs that ``live_runs.stale(...)``; return what was dropped."""
+        return []
 
     def load_stream(self, ctx: Context, df: DataFrame, options: Any) -> Any:
         raise PermanentError(f"{self.name} does not support streaming")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from etl_core.errors import EtlError
+from etl_core.report import render_report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,29 +158,18 @@ def run(
     click.echo(render_report(metrics))
 
 
-def render_report(metrics: Any) -> str:
-    duration = f" in {metrics.duration_s:.1f}s" if metrics.duration_s is not None else ""
-    lines = [f"run {metrics.run_id} of {metrics.pipeline}: {metrics.status}{duration}"]
-    rows = [
-        (s.dataset, s.stage, "-" if s.rows_out is None else str(s.rows_out)) for s in metrics.stages
-    ]
-    if rows:
-        width = max(len("dataset"), *(len(r[0]) for r in rows))
-        lines.append(f"  {'dataset':<{width}}  {'stage':<9}  rows")
-        lines += [f"  {d:<{width}}  {s:<9}  {n}" for d, s, n in rows]
-    if metrics.published:
-        lines.append(f"  published: {', '.join(metrics.published)}")
-    return "\n".join(lines)
-
-
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--strict", is_flag=True, help="Fail on a plugin that cannot be loaded.")
+@click.pass_context
 @_user_errors
-def plugins(strict: bool) -> None:
+def plugins(ctx: click.Context, strict: bool) -> None:
     """List installed plugins, their components and capabilities."""
     from etl_core.plugins import get_plugin_host
 
     host = get_plugin_host(strict=strict)
+    ctx.obj["host"] = host
+    if ctx.invoked_subcommand is not None:
+        return
     for info in host.plugins():
         click.echo(
             f"{info.distribution} {info.version}"
@@ -188,3 +178,60 @@ def plugins(strict: bool) -> None:
         for kind, name in info.components:
             caps = ", ".join(sorted(host.component(kind, name).capabilities)) or "-"
             click.echo(f"  {kind.replace('_', ' '):<20} {name:<14} {caps}")
+
+
+@plugins.command("show")
+@click.argument("name")
+@click.pass_context
+@_user_errors
+def plugins_show(ctx: click.Context, name: str) -> None:
+    """Show a component's options: types, defaults and an example block."""
+    from etl_core.describe import describe_component
+    from etl_core.errors import UnknownComponentError
+    from etl_core.plugins import KINDS
+
+    host = ctx.obj["host"]
+    found = [kind for kind in KINDS if name in host.components(kind)]
+    if not found:
+        known = sorted({n for kind in KINDS for n in host.components(kind)})
+        raise UnknownComponentError("component", name, known)
+    click.echo("\n\n".join(describe_component(host, kind, name) for kind in found))
+
+
+@main.command()
+@_pipeline_argument
+@_set_option
+@_plaintext_option
+@_user_errors
+def explain(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool) -> None:
+    """Print the DAG and each dataset's Spark plan; errors that need Spark's analyzer show here."""
+    from etl_core import config
+    from etl_core.plugins import get_plugin_host
+    from etl_core.runner import explain as explain_pipeline
+
+    host = get_plugin_host()
+    bound = config.check(
+        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
+    )
+    click.echo(explain_pipeline(bound, host))
+
+
+@main.command()
+@_pipeline_argument
+@_set_option
+@_plaintext_option
+@_user_errors
+def clean(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool) -> None:
+    """Remove staging left by runs that are no longer live (killed or crashed)."""
+    from etl_core import config
+    from etl_core.plugins import get_plugin_host
+    from etl_core.runner import clean_stale
+
+    host = get_plugin_host()
+    bound = config.check(
+        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
+    )
+    dropped = clean_stale(bound, host)
+    for item in dropped:
+        click.echo(f"removed {item}")
+    click.echo(f"{len(dropped)} stale staging area(s) removed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -73,6 +74,16 @@ def _launch_quiet_gateway(conf: dict[str, str]) -> None:
     SparkContext._ensure_initialized(gateway=gateway)  # noqa: SLF001
 
 
+def _quiet_query_context_loggers() -> None:
+    """PySpark logs every analysis error with its JVM stack trace before raising it; etl
+    reports the error itself, once (``--debug`` shows tracebacks)."""
+    from pyspark.logger import PySparkLogger
+
+    if logging.getLogger("etl").getEffectiveLevel() > logging.DEBUG:
+        for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+            PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def get_spark(engine: EngineSpec, app_name: str = "etl") -> SparkSession:
     """The process's session: created on first use with the engine's settings, then reused."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -83,6 +94,7 @@ def get_spark(engine: EngineSpec, app_name: str = "etl") -> SparkSession:
     except ImportError as exc:  # pragma: no cover - pyspark is a dependency
         raise EtlError("pyspark is not installed: pip install etl-core") from exc
 
+    _quiet_query_context_loggers()
     conf = spark_conf(engine, app_name)
     if engine.remote:
         builder = SparkSession.builder.remote(engine.remote)

@@ -37,7 +37,7 @@ def etl_register_extractors(register: Callable[[type[Extractor]], None]) -> None
     Called once when a plugin host is built, for every loaded plugin.
     Returns nothing; call ``register`` once per :class:`~etl_core.api.Extractor` subclass.
 
-    :param register: adds one extractor type; the host rejects name clashes.
+    :param register: adds one extractor type; on a name clash the first one stays (warning).
     """
 
 
@@ -48,7 +48,7 @@ def etl_register_transformers(register: Callable[[type[Transformer]], None]) -> 
     Called once when a plugin host is built, for every loaded plugin.
     Returns nothing; call ``register`` once per :class:`~etl_core.api.Transformer` subclass.
 
-    :param register: adds one transformer type; the host rejects name clashes.
+    :param register: adds one transformer type; on a name clash the first one stays (warning).
     """
 
 
@@ -59,7 +59,7 @@ def etl_register_validators(register: Callable[[type[Validator]], None]) -> None
     Called once when a plugin host is built, for every loaded plugin.
     Returns nothing; call ``register`` once per :class:`~etl_core.api.Validator` subclass.
 
-    :param register: adds one validator type; the host rejects name clashes.
+    :param register: adds one validator type; on a name clash the first one stays (warning).
     """
 
 
@@ -70,7 +70,7 @@ def etl_register_loaders(register: Callable[[type[Loader]], None]) -> None:
     Called once when a plugin host is built, for every loaded plugin.
     Returns nothing; call ``register`` once per :class:`~etl_core.api.Loader` subclass.
 
-    :param register: adds one loader type; the host rejects name clashes.
+    :param register: adds one loader type; on a name clash the first one stays (warning).
     """
 
 
@@ -83,7 +83,7 @@ def etl_register_credential_providers(
     Called once when a plugin host is built, for every loaded plugin.
     Returns nothing; call ``register`` once per provider class.
 
-    :param register: adds one provider type; the host rejects name clashes.
+    :param register: adds one provider type; on a name clash the first one stays (warning).
     """
 
 
@@ -94,7 +94,7 @@ def etl_register_metrics_reporters(register: Callable[[type[MetricsReporter]], N
     Called once when a plugin host is built, for every loaded plugin.
     Returns nothing; call ``register`` once per reporter class.
 
-    :param register: adds one reporter type; the host rejects name clashes.
+    :param register: adds one reporter type; on a name clash the first one stays (warning).
     """
 
 
@@ -105,7 +105,7 @@ def etl_register_state_stores(register: Callable[[type[StateStore]], None]) -> N
     Called once when a plugin host is built, for every loaded plugin.
     Returns nothing; call ``register`` once per backend class.
 
-    :param register: adds one backend; the host rejects name clashes.
+    :param register: adds one backend; on a name clash the first one stays (warning).
     """
 
 
@@ -128,7 +128,9 @@ def etl_run_started(pipeline: str, run_id: str, run_key: str) -> None:
 def etl_stage_finished(pipeline: str, run_id: str, stage: StageMetrics) -> None:
     """A dataset finished one stage (extract, validate, transform, load).
 
-    Called after the run's staging actions, once per dataset and stage. Returns nothing.
+    Called once per dataset and stage when the run ends (successfully or not), with the
+    counts observed in the staging actions (``None`` where no action computed them).
+    Returns nothing.
 
     :param pipeline: the pipeline's name.
     :param run_id: the run's id.

@@ -260,6 +260,7 @@ def one_of(*choices: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
                 f"{value!r} is not one of {', '.join(choices)}{hint}", _key(attribute)
             )
 
+    check.choices = choices  # type: ignore[attr-defined]  # shown by `etl plugins show`
     return check
 
 

@@ -24,6 +24,7 @@ import attrs
 from etl_core.api import (
     Context,
     CredentialProvider,
+    LiveRuns,
     Loader,
     RunMetrics,
     Secret,
@@ -64,6 +65,55 @@ def run_lock(base_dir: Path, key: str) -> Iterator[Path]:
         finally:
             path.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def live_runs(base_dir: Path) -> LiveRuns:
+    """Which runs beside this pipeline are live (their lock is held) or known dead (their lock
+    file is left but free: the process died, e.g. by SIGKILL)."""
+    live, dead = set(), set()
+    for path in sorted((base_dir / ".etl" / "runs").glob("*.lock")):
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                live.add(path.stem)
+                continue
+            dead.add(path.stem)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return LiveRuns(frozenset(live), frozenset(dead))
+
+
+def clean_stale(
+    bound: BoundPipeline, host: PluginHost, spark: SparkSession | None = None
+) -> list[str]:
+    """Ask every sink (and the dead-letter sink) to drop staging of runs that are not live,
+    then forget the dead runs' lock files. Returns what was dropped."""
+    spec = bound.spec
+    runs = live_runs(spec.base_dir)
+    secrets = _Secrets(bound, host)
+    dropped: list[str] = []
+    items = [*bound.sinks.values(), *([bound.dead_letter] if bound.dead_letter else [])]
+    try:
+        for index, item in enumerate(items):
+            ctx = Context(
+                spark=spark,  # type: ignore[arg-type]  # cleaning needs no session
+                pipeline=spec.name,
+                run_id="clean",
+                run_key="",
+                base_dir=spec.base_dir,
+                dataset=item.name,
+                component=item.component.name,
+                sink_index=index,
+            )
+            try:
+                dropped += item.component().clean_stale(ctx, secrets.options_for(item), runs)
+            except Exception as exc:  # noqa: BLE001 - cleaning is best effort, never fatal
+                log.warning("etl: could not clean stale staging of %s: %s", item.path, exc)
+    finally:
+        secrets.close()
+    for key in runs.dead:
+        (spec.base_dir / ".etl" / "runs" / f"{key}.lock").unlink(missing_ok=True)
+    return dropped
 
 
 def schema_ddl(read_schema: str | list[dict[str, Any]] | None) -> str | None:
@@ -275,6 +325,7 @@ class _Run:
                 ctx = self.context(
                     item,
                     read_schema=schema_ddl(item.block.read_schema),
+                    incremental=item.block.incremental,
                     bookmark=self.bookmarks.get(name),
                     propose_bookmark=self.proposed.__setitem__,
                 )
@@ -286,8 +337,9 @@ class _Run:
                 item.component().transform(self.context(item), inputs, options),
             )
         except AnalysisException as exc:
+            message = short_error(exc).splitlines()[0]  # the rest is the plan
             raise ConfigError(
-                ConfigIssue(item.path, short_error(exc), "fix the expression or the column names")
+                ConfigIssue(item.path, message, "fix the expression or the column names")
             ) from None
 
     def _stage(
@@ -374,7 +426,8 @@ class _Run:
             self.staged.remove(entry)
         if self.proposed:
             state = self.bound.state
-            state.component().save(self.spec.base_dir, self.spec.name, self.proposed, state.options)
+            options = self.secrets.options_for(state)
+            state.component().save(self.spec.base_dir, self.spec.name, self.proposed, options)
 
     def discard_all(self) -> None:
         for entry in self.staged:
@@ -385,11 +438,11 @@ class _Run:
         self.staged.clear()
 
 
-def build_datasets(
-    bound: BoundPipeline, host: PluginHost, spark: SparkSession | None = None
-) -> dict[str, DataFrame]:
-    """Every dataset of the pipeline as a lazy DataFrame, for inspection (``etl explain``,
-    notebooks). Nothing is staged or published; analysis errors are raised as config errors."""
+@contextmanager
+def _inspection(
+    bound: BoundPipeline, host: PluginHost, spark: SparkSession | None
+) -> Iterator[_Run]:
+    """A run-shaped context that builds datasets but never stages or publishes."""
     from etl_core.engine import get_spark
 
     spec = bound.spec
@@ -409,9 +462,57 @@ def build_datasets(
     try:
         for name in bound.plan.order:
             state.frames[name] = state.dataset(name)[2]
+        yield state
     finally:
         state.secrets.close()
-    return state.frames
+
+
+def build_datasets(
+    bound: BoundPipeline, host: PluginHost, spark: SparkSession | None = None
+) -> dict[str, DataFrame]:
+    """Every dataset of the pipeline as a lazy DataFrame, for inspection (notebooks).
+    Nothing is staged or published; analysis errors are raised as config errors."""
+    with _inspection(bound, host, spark) as state:
+        return state.frames
+
+
+def explain(bound: BoundPipeline, host: PluginHost, spark: SparkSession | None = None) -> str:
+    """The DAG as a tree, then each dataset's Spark plan (secrets redacted)."""
+    import contextlib
+    import io
+
+    with _inspection(bound, host, spark) as state:
+        parts = [dag_tree(bound), ""]
+        for name, df in state.frames.items():
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer):
+                df.explain(extended=False)
+            parts += [f"== {name} ==", buffer.getvalue().strip(), ""]
+        return state.secrets.redact("\n".join(parts))
+
+
+def dag_tree(bound: BoundPipeline) -> str:
+    """Sinks at the top, each with what it reads below it."""
+    plan = bound.plan
+    lines = [f"{bound.spec.name}"]
+
+    def label(name: str) -> str:
+        node = plan.nodes[name]
+        item = {**bound.sources, **bound.transforms, **bound.sinks}.get(name)
+        kind = item.component.name if item else "?"
+        unused = "  (feeds no sink)" if name in plan.unused else ""
+        return f"{name} ({node.kind}: {kind}){unused}"
+
+    def walk(name: str, prefix: str, last: bool) -> None:
+        lines.append(f"{prefix}{'└── ' if last else '├── '}{label(name)}")
+        inputs = plan.nodes[name].inputs
+        for i, child in enumerate(inputs):
+            walk(child, prefix + ("    " if last else "│   "), i == len(inputs) - 1)
+
+    roots = [*plan.sinks, *(n for n in plan.unused if not plan.consumers(n))]
+    for i, root in enumerate(roots):
+        walk(root, "", i == len(roots) - 1)
+    return "\n".join(lines)
 
 
 def _observed_rows(observation: Observation, wait_s: float = 5.0) -> int | None:
@@ -453,9 +554,12 @@ def run(
 
                 say("starting Spark")
                 spark = get_spark(spec.engine, app_name=f"etl:{spec.name}")
+            for dropped in clean_stale(bound, host, spark):
+                say(f"removed stale staging {dropped}")
             state = _Run(bound, host, spark, run_id, key, secrets, say, metrics)
             store = bound.state
-            state.bookmarks = store.component().load(spec.base_dir, spec.name, store.options)
+            options = secrets.options_for(store)
+            state.bookmarks = store.component().load(spec.base_dir, spec.name, options)
             state.build()
             state.stage_all()
             state.collect_counts()
@@ -481,17 +585,17 @@ def run(
             if state is not None:
                 for df in state.persisted:
                     df.unpersist()
+            _report(bound, host, metrics, secrets)
             secrets.close()
-            _report(bound, host, metrics)
     return metrics
 
 
-def _report(bound: BoundPipeline, host: PluginHost, metrics: RunMetrics) -> None:
+def _report(bound: BoundPipeline, host: PluginHost, metrics: RunMetrics, secrets: _Secrets) -> None:
     for stage in metrics.stages:
         host.stage_finished(pipeline=metrics.pipeline, run_id=metrics.run_id, stage=stage)
     for item in bound.metrics:
         try:
-            item.component().report(metrics, item.options)
+            item.component().report(metrics, secrets.options_for(item))
         except Exception as exc:  # noqa: BLE001 - a reporter never fails the run
             log.warning("etl: metrics reporter %s failed: %s", item.component.name, exc)
     host.run_finished(metrics=metrics)

@@ -26,6 +26,11 @@ def etl_register_transformers(register: Callable[[type], None]) -> None:
         transforms.JoinTransform,
         transforms.FilterTransform,
         transforms.SelectTransform,
+        transforms.AggregateTransform,
+        transforms.WindowTransform,
+        transforms.DeduplicateTransform,
+        transforms.UnionTransform,
+        transforms.PythonTransform,
     ):
         register(cls)
 

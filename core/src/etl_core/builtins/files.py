@@ -7,6 +7,7 @@ and writing ``<path>/_etl/manifests/<run_key>.json``, the run's ledger entry.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -18,7 +19,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from etl_core.api import Context, Extractor, Loader, LoadError, PermanentError, Staged
+from etl_core.api import (
+    Context,
+    Extractor,
+    LiveRuns,
+    Loader,
+    LoadError,
+    PermanentError,
+    Staged,
+)
 from etl_core.options import one_of
 
 if TYPE_CHECKING:
@@ -49,15 +58,22 @@ def data_files(root: Path) -> Iterator[Path]:
                 yield relative
 
 
-def manifest_files(root: Path) -> list[Path] | None:
-    """The files that published manifests list (their union), or ``None`` without manifests."""
+def _manifests(root: Path) -> dict[str, dict[str, Any]]:
     folder = root / MANIFESTS
-    if not folder.is_dir():
+    found = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return {path.stem: json.loads(path.read_text()) for path in found}
+
+
+def manifest_files(root: Path) -> list[Path] | None:
+    """The files of the published manifests (their union, less the manifests an overwrite
+    replaced), or ``None`` when the folder has no manifests."""
+    manifests = _manifests(root)
+    if not manifests and not (root / MANIFESTS).is_dir():
         return None
-    listed: list[Path] = []
-    for manifest in sorted(folder.glob("*.json")):
-        listed += [Path(f) for f in json.loads(manifest.read_text())["files"]]
-    return listed
+    replaced = {key for body in manifests.values() for key in body.get("replaces", ())}
+    return [
+        Path(f) for key, body in manifests.items() if key not in replaced for f in body["files"]
+    ]
 
 
 def _reader_options(
@@ -128,7 +144,8 @@ class FilesLoader(Loader):
 
     def stage(self, ctx: Context, df: DataFrame, options: FilesSinkOptions) -> Staged:
         target = ctx.path(options.path)
-        self._refuse_existing(target, options)
+        if not (target / MANIFESTS / f"{ctx.run_key}.json").exists():  # else: a resumed run
+            self._refuse_existing(target, options)
         staging = self._staging(ctx, options)
         shutil.rmtree(staging, ignore_errors=True)
         writer_options = _reader_options(options.format, options.header, ",", options.options)
@@ -146,41 +163,33 @@ class FilesLoader(Loader):
             )
 
     def publish(self, ctx: Context, staged: Staged, options: FilesSinkOptions) -> None:
+        """Move the files in, then write the run's manifest: the moment manifest readers see
+        the new rows. An overwrite's manifest ``replaces`` the older ones, whose files go last."""
         target = ctx.path(options.path)
         manifest = target / MANIFESTS / f"{ctx.run_key}.json"
         if manifest.exists():  # this run already published here: nothing more to do
             self.discard(ctx, staged, options)
             return
         self._refuse_existing(target, options)
+        _adopt_existing(target)
         staging = self._staging(ctx, options)
-        new_files = sorted(data_files(staging))
-        replaced = staging.parent / f"{ctx.sink_index}.replaced"
-        existing = sorted(data_files(target))
-        old_files = existing if options.mode == "overwrite" else []
-        # The first manifest adopts files that were there before etl, so manifest readers keep them.
-        adopted = [] if old_files or (target / MANIFESTS).is_dir() else [str(f) for f in existing]
+        replaces = sorted(_manifests(target)) if options.mode == "overwrite" else []
         moves: list[tuple[Path, Path]] = []
         try:
-            for relative in old_files:
-                _move(target / relative, replaced / relative, moves)
-            for relative in new_files:
+            for relative in sorted(data_files(staging)):
                 if (target / relative).exists():
-                    relative = relative.with_name(f"{uuid.uuid4().hex[:8]}-{relative.name}")
-                _move(staging / relative, target / relative, moves)
-            published = [
-                str(dst.relative_to(target)) for _, dst in moves if dst.is_relative_to(target)
-            ]
-            _write_manifest(manifest, ctx, options, adopted + published)
+                    relative_dst = relative.with_name(f"{uuid.uuid4().hex[:8]}-{relative.name}")
+                else:
+                    relative_dst = relative
+                _move(staging / relative, target / relative_dst, moves)
+            files = [str(dst.relative_to(target)) for _, dst in moves]
+            _write_manifest(manifest, ctx, options, files, replaces)
         except BaseException:
-            for src, dst in reversed(moves):  # put everything back as it was
+            for src, dst in reversed(moves):  # take the new files out again
                 if dst.exists():
                     dst.replace(src)
             raise
-        if options.mode == "overwrite":
-            for other in (target / MANIFESTS).glob("*.json"):
-                if other != manifest:
-                    other.unlink()
-        shutil.rmtree(replaced, ignore_errors=True)
+        _finish_replacements(target)
         self.discard(ctx, staged, options)
 
     def discard(self, ctx: Context, staged: Staged, options: FilesSinkOptions) -> None:
@@ -191,6 +200,22 @@ class FilesLoader(Loader):
                 folder.rmdir()  # only when empty: other sinks of the run may still stage here
             except OSError:
                 break
+
+    def clean_stale(
+        self, ctx: Context, options: FilesSinkOptions, live_runs: LiveRuns
+    ) -> list[str]:
+        target = ctx.path(options.path)
+        staging_root = target / STAGING
+        dropped = []
+        for run_dir in sorted(staging_root.glob("*")) if staging_root.is_dir() else []:
+            if live_runs.stale(run_dir.name, run_dir.stat().st_mtime):
+                shutil.rmtree(run_dir, ignore_errors=True)
+                dropped.append(str(run_dir))
+        for folder in (staging_root, staging_root.parent):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        _finish_replacements(target)  # an overwrite that died after its manifest was written
+        return dropped
 
     @classmethod
     def dead_letter_options(
@@ -206,7 +231,9 @@ def _move(src: Path, dst: Path, moves: list[tuple[Path, Path]]) -> None:
     moves.append((src, dst))
 
 
-def _write_manifest(path: Path, ctx: Context, options: FilesSinkOptions, files: list[str]) -> None:
+def _write_manifest(
+    path: Path, ctx: Context, options: FilesSinkOptions, files: list[str], replaces: list[str]
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     body: dict[str, Any] = {
         "pipeline": ctx.pipeline,
@@ -216,7 +243,31 @@ def _write_manifest(path: Path, ctx: Context, options: FilesSinkOptions, files: 
         "format": options.format,
         "published_at": dt.datetime.now(dt.UTC).isoformat(),
         "files": files,
+        "replaces": replaces,
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(body, indent=1))
     tmp.replace(path)
+
+
+def _adopt_existing(target: Path) -> None:
+    """Before the first manifest, list the files already there in one of their own, so that
+    manifest readers keep reading them (append) and an overwrite can replace them."""
+    folder = target / MANIFESTS
+    existing = [] if folder.is_dir() else [str(f) for f in data_files(target)]
+    if existing:
+        folder.mkdir(parents=True, exist_ok=True)
+        body = {"run_id": None, "adopted": True, "files": existing, "replaces": []}
+        tmp = folder / "adopted.json.tmp"
+        tmp.write_text(json.dumps(body, indent=1))
+        tmp.replace(folder / "adopted.json")
+
+
+def _finish_replacements(target: Path) -> None:
+    """Delete the files and manifests that a published overwrite replaced."""
+    manifests = _manifests(target)
+    replaced = {key for body in manifests.values() for key in body.get("replaces", ())}
+    for key in sorted(replaced & set(manifests)):
+        for name in manifests[key]["files"]:
+            (target / name).unlink(missing_ok=True)
+        (target / MANIFESTS / f"{key}.json").unlink()
