@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+
 from etl_core.cli import main
 
 pytestmark = pytest.mark.spark

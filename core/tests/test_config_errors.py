@@ -18,6 +18,7 @@ from pathlib import Path
 import attrs
 import pytest
 from click.testing import CliRunner, Result
+
 from etl_core import config
 from etl_core.cli import main
 from etl_core.errors import ConfigError

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from etl_core import (
     CAPABILITIES,
     CredentialProvider,

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import attrs
 import pyarrow.parquet as pq
 import pytest
+
 from etl_core import Extractor, PermanentError, Secret, Transformer, hookimpl
 from etl_core.errors import ConfigError, LoadError, RunFailed, RunLocked
 from etl_core.plugins import get_plugin_host
