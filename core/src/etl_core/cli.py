@@ -144,12 +144,11 @@ def run(
         pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
     )
 
-    def progress(message: str) -> None:
-        if not quiet:
-            click.echo(f"· {message}", err=True)
+    from etl_core.progress import ConsoleProgress
 
     try:
-        metrics = run_pipeline(bound, host, run_id=run_id, progress=progress)
+        with ConsoleProgress(quiet=quiet) as progress:
+            metrics = run_pipeline(bound, host, run_id=run_id, progress=progress)
     except EtlError as exc:
         partial = getattr(exc, "metrics", None)
         if partial is not None and not quiet:

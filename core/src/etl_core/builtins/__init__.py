@@ -44,9 +44,10 @@ def etl_register_loaders(register: Callable[[type], None]) -> None:
 
 @hookimpl
 def etl_register_credential_providers(register: Callable[[type], None]) -> None:
-    from etl_core.builtins.credentials import EnvProvider
+    from etl_core.builtins.credentials import EnvProvider, FileProvider
 
     register(EnvProvider)
+    register(FileProvider)
 
 
 @hookimpl
