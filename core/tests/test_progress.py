@@ -19,7 +19,7 @@ def test_terminal_shows_steps_and_spark_task_counts(etl_spark):
     text = out.getvalue()
     assert "counting" in text and "finishing" in text
     assert "tasks" in text  # e.g. "counting — stage 3: 1/4 tasks"
-    assert "✓ counting" in text
+    assert "✓\x1b[0m counting" in text
 
 
 def test_plain_lines_when_not_a_terminal():
