@@ -360,7 +360,7 @@ sources:
         ["'warehous' is not defined", "did you mean 'warehouse'?"],
     ),
     (
-        "incremental on a source that cannot",
+        "incremental in a form the source cannot read",
         doc(
             sources="""\
 sources:
@@ -369,8 +369,8 @@ sources:
 """
         ),
         (),
-        "sources.orders.incremental",
-        ["type 'files' cannot read incrementally"],
+        "sources.orders",
+        ["files sources read incrementally by modification time only"],
     ),
     (
         "unset environment variable",

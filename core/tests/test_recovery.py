@@ -247,3 +247,55 @@ def test_run_lock_file_is_released_after_a_run(etl_run, tmp_path):
     metrics = etl_run(spec())
     assert not (tmp_path / ".etl" / "runs" / f"{run_key('rec', metrics.run_id)}.lock").exists()
     assert attrs.asdict(metrics)["status"] == "succeeded"
+
+
+def test_partitioned_output_reads_back_with_its_partition_column(etl_run, tmp_path):
+    (tmp_path / "users.csv").write_text("user_id,name,country\n1,a,DE\n2,b,FR\n3,c,DE\n")
+    pipeline = spec()
+    pipeline["sources"]["users"]["read_schema"] = "user_id BIGINT, name STRING, country STRING"
+    pipeline["sinks"]["out"]["partition_by"] = ["country"]
+    etl_run(pipeline)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("_")) == [
+        "country=DE",
+        "country=FR",
+    ]
+    back = etl_run(
+        {
+            "name": "back",
+            "sources": {"b": {"type": "files", "format": "parquet", "path": "out"}},
+            "transforms": {
+                "de": {"type": "filter", "inputs": ["b"], "condition": "country = 'DE'"}
+            },
+            "sinks": {"o": {"type": "files", "input": "de", "path": "de", "format": "json"}},
+        }
+    )
+    assert back.stage("de", "transform").rows_out == 2
+
+
+def test_incremental_by_modified_time_reads_only_new_files(etl_run, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("user_id,name\n1,a\n2,b\n")
+    os.utime(inbox / "a.csv", (time.time() - 60, time.time() - 60))
+    pipeline = spec(mode="append")
+    pipeline["sources"]["users"].update(path="inbox", incremental={"by": "modified_time"})
+    first = etl_run(pipeline)
+    assert first.stage("users", "extract").rows_out == 2
+    again = etl_run(pipeline)
+    assert again.stage("users", "extract").rows_out == 0
+    (inbox / "b.csv").write_text("user_id,name\n3,c\n")
+    third = etl_run(pipeline)
+    assert third.stage("users", "extract").rows_out == 1
+    assert pq.read_table(tmp_path / "out").num_rows == 3
+    state = json.loads((tmp_path / ".etl" / "state" / "rec.json").read_text())
+    assert state["users"] == pytest.approx((inbox / "b.csv").stat().st_mtime)
+
+
+def test_incremental_needs_the_modified_time_form(etl_run, tmp_path):
+    from etl_core.errors import ConfigError
+
+    users(tmp_path, 1)
+    pipeline = spec()
+    pipeline["sources"]["users"]["incremental"] = {"column": "user_id"}
+    with pytest.raises(ConfigError, match=r"sources\.users: .*incremental: \{by: modified_time\}"):
+        etl_run(pipeline)

@@ -208,6 +208,10 @@ class Extractor(Component):
     def extract(self, ctx: Context, options: Any) -> DataFrame:
         """Return the source as a lazy DataFrame; the I/O runs on the executors."""
 
+    def check(self, options: Any, *, incremental: Mapping[str, Any] | None) -> list[str]:
+        """Problems found without data (called by ``etl validate``); empty when fine."""
+        return []
+
     def extract_stream(self, ctx: Context, options: Any) -> DataFrame:
         raise PermanentError(f"{self.name} does not support streaming")
 

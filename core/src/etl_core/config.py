@@ -668,6 +668,9 @@ def bind(
                         "remove `incremental` or use a type that supports it",
                     )
                 )
+            elif isinstance(block, SourceSpec):
+                for problem in item.component().check(item.options, incremental=block.incremental):
+                    issues.append(ConfigIssue(f"{section}.{name}", problem))
     every = [
         *sources.values(),
         *transforms.values(),

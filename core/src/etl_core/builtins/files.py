@@ -93,11 +93,24 @@ class FilesSourceOptions:
 
 
 class FilesExtractor(Extractor):
-    """Read csv, json/jsonl or parquet files: a file, a folder or a glob."""
+    """Read csv, json/jsonl or parquet files: a file, a folder or a glob.
+
+    A folder that an etl sink wrote is read through its manifests: only published files.
+    With ``incremental: {by: modified_time}`` only files modified after the last successful
+    run are read.
+    """
 
     name = "files"
     Options = FilesSourceOptions
-    capabilities = frozenset({"batch", "partitioned_read"})
+    capabilities = frozenset({"batch", "partitioned_read", "incremental"})
+
+    def check(self, options: FilesSourceOptions, *, incremental: Any) -> list[str]:
+        if incremental is not None and dict(incremental) != {"by": "modified_time"}:
+            return [
+                f"`incremental: {incremental}`: files sources read incrementally by "
+                "modification time only; write `incremental: {by: modified_time}`"
+            ]
+        return []
 
     def extract(self, ctx: Context, options: FilesSourceOptions) -> DataFrame:
         root = ctx.path(options.path)
@@ -107,17 +120,43 @@ class FilesExtractor(Extractor):
         if ctx.read_schema:
             reader = reader.schema(ctx.read_schema)
         listed = manifest_files(root) if root.is_dir() else None
-        if listed is None:
+        if ctx.incremental is None and listed is None:
             return reader.load(str(root))
-        paths = [str(root / f) for f in listed if (root / f).exists()]
+        if listed is None:
+            every = _list_files(root)
+        else:
+            every = [root / f for f in listed if (root / f).exists()]
+            reader = reader.option("basePath", str(root))  # keeps partition columns
+        paths = every
+        if ctx.incremental is not None:
+            paths = _newer_than(every, ctx.bookmark)
+            if paths:
+                ctx.propose_bookmark(max(p.stat().st_mtime for p in paths))
         if paths:
-            return reader.load(paths)
+            return reader.load([str(p) for p in paths])
         if ctx.read_schema:
             return ctx.spark.createDataFrame([], ctx.read_schema)
+        if every:  # nothing new: an empty dataset with the files' schema
+            return reader.load(str(every[0])).limit(0)
         raise PermanentError(
-            f"{root} has no published data files; declare `read_schema` on the source to read "
-            "it as an empty dataset"
+            f"{root} has no data files; declare `read_schema` on the source to read it as an "
+            "empty dataset"
         )
+
+
+def _list_files(root: Path) -> list[Path]:
+    """A file, the visible files of a folder, or the matches of a glob."""
+    if root.is_file():
+        return [root]
+    if root.is_dir():
+        return [root / f for f in sorted(data_files(root))]
+    return sorted(p for p in root.parent.glob(root.name) if p.is_file())
+
+
+def _newer_than(paths: list[Path], bookmark: Any) -> list[Path]:
+    if bookmark is None:
+        return paths
+    return [p for p in paths if p.stat().st_mtime > float(bookmark)]
 
 
 @attrs.frozen
@@ -127,6 +166,8 @@ class FilesSinkOptions:
     mode: str = attrs.field(default="error", validator=one_of("append", "overwrite", "error"))
     header: bool = True
     compression: str | None = None
+    #: columns to partition the output by (``col=value/`` folders)
+    partition_by: list[str] = attrs.field(factory=list)
     options: dict[str, str] = attrs.field(factory=dict)
 
 
@@ -151,7 +192,10 @@ class FilesLoader(Loader):
         writer_options = _reader_options(options.format, options.header, ",", options.options)
         if options.compression:
             writer_options["compression"] = options.compression
-        df.write.format(_spark_format(options.format)).options(**writer_options).save(str(staging))
+        writer = df.write.format(_spark_format(options.format)).options(**writer_options)
+        if options.partition_by:
+            writer = writer.partitionBy(*options.partition_by)
+        writer.save(str(staging))
         return Staged(ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": str(staging)})
 
     @staticmethod

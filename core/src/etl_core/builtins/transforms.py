@@ -578,6 +578,10 @@ class UnionTransform(Transformer):
     Options = UnionOptions
     inputs: ClassVar[tuple[int, int | None]] = (2, None)
 
+    def check(self, inputs: Sequence[str], options: UnionOptions) -> list[str]:
+        # The runner passes inputs as a mapping by name: a repeated name would be read once.
+        return _column_list_problems(inputs, "inputs")
+
     def transform(
         self, ctx: Context, inputs: Mapping[str, DataFrame], options: UnionOptions
     ) -> DataFrame:
