@@ -881,3 +881,16 @@ def test_validate_does_not_import_pyspark(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "valid (2 sources, 2 transforms, 1 sinks)" in done.stdout
     assert "spark modules: []" in done.stdout, done.stdout
+
+
+def test_an_input_listed_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "name: twice\n"
+        "sources:\n  a: {type: files, format: csv, path: a.csv}\n"
+        "transforms:\n  j: {type: sql, inputs: [a, a], query: SELECT 1}\n"
+        "sinks:\n  o: {type: files, input: j, path: o}\n"
+    )
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "transforms.j.inputs[1]: input 'a' is listed twice" in result.stderr

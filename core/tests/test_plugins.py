@@ -34,14 +34,23 @@ from etl_core import (
 from etl_core.builtins.files import FilesExtractor
 from etl_core.plugins import BUILTIN, PluginHost, get_plugin_host
 
+BUILTIN_TRANSFORMERS = {
+    "sql",
+    "join",
+    "filter",
+    "select",
+    "aggregate",
+    "window",
+    "deduplicate",
+    "union",
+    "python",
+}
 BUILTIN_CAPABILITIES = {
-    ("extractor", "files"): {"batch", "partitioned_read"},
-    ("transformer", "sql"): {"batch"},
-    ("transformer", "join"): {"batch"},
-    ("transformer", "filter"): {"batch"},
-    ("transformer", "select"): {"batch"},
+    ("extractor", "files"): {"batch", "partitioned_read", "incremental"},
+    **{("transformer", name): {"batch"} for name in BUILTIN_TRANSFORMERS},
     ("loader", "files"): {"batch"},
     ("credential_provider", "env"): set(),
+    ("credential_provider", "file"): set(),
     ("metrics_reporter", "log"): set(),
     ("state_store", "file"): set(),
 }
@@ -172,7 +181,7 @@ def test_unknown_name_suggests_the_closest_known_one(etl_host: PluginHost) -> No
         etl_host.component("transformer", "selct")
 
     message = str(raised.value)
-    assert "(known: filter, join, select, sql)" in message
+    assert f"(known: {', '.join(sorted(BUILTIN_TRANSFORMERS))})" in message
     assert "did you mean 'select'?" in message
 
 
@@ -180,7 +189,7 @@ def test_unknown_name_without_a_close_match_lists_the_known_ones(etl_host: Plugi
     with pytest.raises(UnknownComponentError) as raised:
         etl_host.component("credential_provider", "zzzz")
 
-    assert str(raised.value) == "unknown credential provider type 'zzzz' (known: env)"
+    assert str(raised.value) == "unknown credential provider type 'zzzz' (known: env, file)"
     assert raised.value.hint is None
 
 
@@ -276,7 +285,7 @@ def test_invalid_registration_is_skipped_with_a_warning(
     [warning] = warnings_of(etl_log)
     assert "'sloppy'" in warning
     assert problem in warning
-    assert host.components("transformer").keys() == {"sql", "join", "filter", "select"}
+    assert host.components("transformer").keys() == BUILTIN_TRANSFORMERS
     assert host.component("extractor", "good").name == "good"
     assert host.component("extractor", "files") is FilesExtractor
 
@@ -502,7 +511,7 @@ def test_allow_and_deny_lists(
     host = get_plugin_host(**kwargs)
 
     assert loaded(host) == expected
-    assert host.components("transformer").keys() == {"sql", "join", "filter", "select", *expected}
+    assert host.components("transformer").keys() == {*BUILTIN_TRANSFORMERS, *expected}
     assert warnings_of(etl_log) == []
 
 

@@ -236,7 +236,7 @@ def test_plugins_show_describes_options():
     assert "files (extractor, from etl-core)" in result.stdout
     assert "files (loader, from etl-core)" in result.stdout
     assert "format     string  (required; one of csv, json, jsonl, parquet)" in result.stdout
-    assert "mode         string  ('error'; one of append, overwrite, error)" in result.stdout
+    assert "mode          string  ('error'; one of append, overwrite, error)" in result.stdout
     assert "sinks:\n      my_files:\n        type: files\n        input: <dataset>" in result.stdout
     missing = CliRunner().invoke(main, ["plugins", "show", "fils"])
     assert missing.exit_code == 2 and "unknown component type 'fils'" in missing.stderr

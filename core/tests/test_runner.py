@@ -391,8 +391,13 @@ def test_unused_dataset_is_not_computed(etl_run, tmp_path, caplog):
     write_users(tmp_path)
     spec = pipeline()
     spec["sources"]["ghost"] = {"type": "files", "format": "csv", "path": "missing.csv"}
-    with caplog.at_level(logging.WARNING, logger="etl"):
-        metrics = etl_run(spec)
+    etl_logger = logging.getLogger("etl")  # the CLI may have stopped it propagating
+    etl_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="etl"):
+            metrics = etl_run(spec)
+    finally:
+        etl_logger.removeHandler(caplog.handler)
     assert metrics.stage("ghost", "extract") is None
     assert "ghost" in caplog.text
 

@@ -48,9 +48,10 @@ def spark_conf(engine: EngineSpec, app_name: str) -> dict[str, str]:
 
 def _forward_filtered(stream: object, target: object) -> None:
     for line in iter(stream.readline, b""):  # type: ignore[attr-defined]
-        if not any(line.decode(errors="replace").startswith(noise) for noise in _NOISE):
-            target.buffer.write(line)  # type: ignore[attr-defined]
-            target.buffer.flush()  # type: ignore[attr-defined]
+        text = line.decode(errors="replace")
+        if not any(text.startswith(noise) for noise in _NOISE):
+            target.write(text)  # type: ignore[attr-defined]  # not .buffer: Jupyter has none
+            target.flush()  # type: ignore[attr-defined]
 
 
 def _launch_quiet_gateway(conf: dict[str, str]) -> None:

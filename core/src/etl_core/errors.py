@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -110,3 +111,15 @@ class TransientError(EtlError):
 
 class PermanentError(EtlError):
     """Retrying won't help: syntax, authentication, a missing object."""
+
+
+def short_error(exc: BaseException) -> str:
+    """One readable line or three from a Spark/Py4J error, without JVM stack traces."""
+    text = str(exc)
+    text = text.split("\n\nJVM stacktrace:")[0]
+    if "Traceback (most recent call last)" in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        frames = [line for line in lines if re.match(r"^\w*(Error|Exception)\b", line)]
+        text = frames[-1] if frames else lines[-1]
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("\tat ")]
+    return "\n".join(lines[:3]) or type(exc).__name__

@@ -73,6 +73,15 @@ def build_plan(
                     else (f"known datasets: {', '.join(sorted(datasets))}")
                 )
                 issues.append(ConfigIssue(at, f"unknown input {name!r}", fix))
+            elif name in node.inputs[:i]:
+                issues.append(
+                    ConfigIssue(
+                        f"{node.path}.{key}[{i}]",
+                        f"input {name!r} is listed twice",
+                        "name each input once; to combine a dataset with itself use a `sql` "
+                        "transform with aliases",
+                    )
+                )
     order = _order(nodes, issues)
     if issues:
         return None, issues

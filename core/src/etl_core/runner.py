@@ -11,7 +11,6 @@ import datetime as dt
 import fcntl
 import hashlib
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -33,7 +32,15 @@ from etl_core.api import (
     StageMetrics,
 )
 from etl_core.config import Bound, BoundPipeline, ConfigError, SourceSpec
-from etl_core.errors import ConfigIssue, EtlError, LoadError, RunFailed, RunLocked, SecretError
+from etl_core.errors import (
+    ConfigIssue,
+    EtlError,
+    LoadError,
+    RunFailed,
+    RunLocked,
+    SecretError,
+    short_error,
+)
 from etl_core.plugins import PluginHost
 
 if TYPE_CHECKING:
@@ -206,18 +213,6 @@ class _Secrets:
                 provider.close()
             except Exception as exc:  # noqa: BLE001 - releasing leases must not hide the result
                 log.warning("etl: could not release credentials of %s: %s", provider.name, exc)
-
-
-def short_error(exc: BaseException) -> str:
-    """One readable line or three from a Spark/Py4J error, without JVM stack traces."""
-    text = str(exc)
-    text = text.split("\n\nJVM stacktrace:")[0]
-    if "Traceback (most recent call last)" in text:
-        lines = [line for line in text.splitlines() if line.strip()]
-        frames = [line for line in lines if re.match(r"^\w*(Error|Exception)\b", line)]
-        text = frames[-1] if frames else lines[-1]
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("\tat ")]
-    return "\n".join(lines[:3]) or type(exc).__name__
 
 
 @attrs.define(eq=False)

@@ -5,6 +5,9 @@ Fixtures:
 - ``etl_spark``: one local SparkSession for the whole test session, started on first use.
 - ``etl_host``: a fresh plugin host per test, built-ins only (entry points not loaded).
 - ``etl_run``: load, bind and run a pipeline (a mapping or a file) on the shared session.
+
+Conformance suites for connector authors (see :mod:`etl_core.conformance`):
+:class:`ExtractorConformance`, :class:`LoaderConformance`, :class:`TypeCase`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,21 @@ import pytest
 
 from etl_core import config
 from etl_core.api import RunMetrics
+from etl_core.conformance import ExtractorConformance, LoaderConformance, TypeCase
 from etl_core.plugins import PluginHost, get_plugin_host
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+__all__ = [
+    "ExtractorConformance",
+    "LoaderConformance",
+    "TypeCase",
+    "etl_host",
+    "etl_run",
+    "etl_spark",
+    "run_pipeline",
+]
 
 
 @pytest.fixture(scope="session")

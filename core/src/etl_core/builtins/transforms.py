@@ -665,7 +665,7 @@ class PythonTransform(Transformer):
         from pyspark.errors import AnalysisException
         from pyspark.sql import DataFrame
 
-        from etl_core.runner import short_error
+        from etl_core.errors import short_error
 
         path = f"transforms.{ctx.dataset}"
         function = _load_function(f"{path}.function", options.function)
