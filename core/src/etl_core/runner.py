@@ -91,13 +91,17 @@ def live_runs(base_dir: Path) -> LiveRuns:
 
 
 def clean_stale(
-    bound: BoundPipeline, host: PluginHost, spark: SparkSession | None = None
+    bound: BoundPipeline,
+    host: PluginHost,
+    spark: SparkSession | None = None,
+    secrets: _Secrets | None = None,
 ) -> list[str]:
     """Ask every sink (and the dead-letter sink) to drop staging of runs that are not live,
     then forget the dead runs' lock files. Returns what was dropped."""
     spec = bound.spec
     runs = live_runs(spec.base_dir)
-    secrets = _Secrets(bound, host)
+    own_secrets = secrets is None
+    secrets = secrets or _Secrets(bound, host)
     dropped: list[str] = []
     items = [*bound.sinks.values(), *([bound.dead_letter] if bound.dead_letter else [])]
     try:
@@ -115,9 +119,11 @@ def clean_stale(
             try:
                 dropped += item.component().clean_stale(ctx, secrets.options_for(item), runs)
             except Exception as exc:  # noqa: BLE001 - cleaning is best effort, never fatal
-                log.warning("etl: could not clean stale staging of %s: %s", item.path, exc)
+                message = secrets.redact(str(exc))
+                log.warning("etl: could not clean stale staging of %s: %s", item.path, message)
     finally:
-        secrets.close()
+        if own_secrets:
+            secrets.close()
     for key in runs.dead:
         (spec.base_dir / ".etl" / "runs" / f"{key}.lock").unlink(missing_ok=True)
     return dropped
@@ -139,6 +145,7 @@ class _Secrets:
     def __init__(self, bound: BoundPipeline, host: PluginHost):
         self._bound, self._host = bound, host
         self._entries: dict[str, Mapping[str, Secret]] = {}
+        self._references: dict[tuple[str, str], Mapping[str, Secret]] = {}
         self._providers: dict[str, CredentialProvider] = {}
         self.values: set[str] = set()
 
@@ -150,8 +157,9 @@ class _Secrets:
     def entry(self, name: str) -> Mapping[str, Secret]:
         if name not in self._entries:
             item = self._bound.credentials[name]
+            options = self._replace_refs(item.options, item.path)  # e.g. a Vault token
             try:
-                fields = self._provider(item.component.name).resolve(item.options)
+                fields = self._provider(item.component.name).resolve(options)
             except SecretError as exc:
                 raise SecretError(f"credentials.{name}: {exc}") from None
             self._entries[name] = fields
@@ -159,11 +167,14 @@ class _Secrets:
         return self._entries[name]
 
     def reference(self, ref: SecretRef, path: str) -> Secret:
-        provider = self._provider(ref.provider)
-        try:
-            fields = provider.resolve(provider.options_for_reference(ref.path))
-        except SecretError as exc:
-            raise SecretError(f"{path}: {exc}") from None
+        key = (ref.provider, ref.path)
+        if key not in self._references:
+            provider = self._provider(ref.provider)
+            try:
+                self._references[key] = provider.resolve(provider.options_for_reference(ref.path))
+            except SecretError as exc:
+                raise SecretError(f"{path}: {exc}") from None
+        fields = self._references[key]
         if ref.field is None and len(fields) == 1:
             (secret,) = fields.values()
         elif ref.field is not None and ref.field in fields:
@@ -212,7 +223,8 @@ class _Secrets:
             try:
                 provider.close()
             except Exception as exc:  # noqa: BLE001 - releasing leases must not hide the result
-                log.warning("etl: could not release credentials of %s: %s", provider.name, exc)
+                message = self.redact(str(exc))
+                log.warning("etl: could not release credentials of %s: %s", provider.name, message)
 
 
 @attrs.define(eq=False)
@@ -295,19 +307,30 @@ class _Run:
         plan = self.bound.plan
         for name in plan.unused:
             log.warning("etl: dataset %r feeds no sink and is not computed", name)
-        for name in plan.needed():
+        needed = plan.needed()
+        for name in needed:
+            routed_before = sum(len(frames) for frames in self.dead_letters.values())
             item, stage, df = self.dataset(name)
-            df = self.observe(df, name, stage, item.component.name)
-            if len(plan.consumers(name)) > 1:  # computed once for all its consumers
-                df = df.persist()
-                self.persisted.append(df)
-            self.frames[name] = df
+            self.frames[name] = df = self.observe(df, name, stage, item.component.name)
+            if sum(n in needed or n in plan.sinks for n in plan.consumers(name)) > 1:
+                self._persist(name)
+            if sum(len(frames) for frames in self.dead_letters.values()) > routed_before:
+                # its inputs now feed two writes (its output and the dead letters)
+                for input_name in plan.nodes[name].inputs:
+                    self._persist(input_name)
         if self.dead_letters and self.bound.dead_letter is None:
             raise RunFailed(
                 f"datasets route rejected rows ({', '.join(sorted(self.dead_letters))} stage) but "
                 "no dead-letter sink is configured; add `errors: {dead_letter: {type: files, "
                 "path: dlq/}}`"
             )
+
+    def _persist(self, name: str) -> None:
+        """Compute ``name`` once for all its writes. Spark matches cached plans when a job
+        runs, so frames already derived from it use the cache too."""
+        df = self.frames[name]
+        if not any(df is done for done in self.persisted):
+            self.persisted.append(df.persist())
 
     def dataset(self, name: str) -> tuple[Bound, str, DataFrame]:
         """Call the source's extractor or the transform's transformer for one dataset."""
@@ -429,7 +452,10 @@ class _Run:
             try:
                 entry.loader.discard(entry.ctx, entry.handle, entry.options)
             except Exception as exc:  # noqa: BLE001 - keep discarding the others
-                log.warning("etl: could not discard the staging of %s: %s", entry.item.name, exc)
+                message = self.secrets.redact(str(exc))
+                log.warning(
+                    "etl: could not discard the staging of %s: %s", entry.item.name, message
+                )
         self.staged.clear()
 
 
@@ -549,7 +575,7 @@ def run(
 
                 say("starting Spark")
                 spark = get_spark(spec.engine, app_name=f"etl:{spec.name}")
-            for dropped in clean_stale(bound, host, spark):
+            for dropped in clean_stale(bound, host, spark, secrets):
                 say(f"removed stale staging {dropped}")
             state = _Run(bound, host, spark, run_id, key, secrets, say, metrics)
             store = bound.state
@@ -592,5 +618,6 @@ def _report(bound: BoundPipeline, host: PluginHost, metrics: RunMetrics, secrets
         try:
             item.component().report(metrics, secrets.options_for(item))
         except Exception as exc:  # noqa: BLE001 - a reporter never fails the run
-            log.warning("etl: metrics reporter %s failed: %s", item.component.name, exc)
+            message = secrets.redact(str(exc))
+            log.warning("etl: metrics reporter %s failed: %s", item.component.name, message)
     host.run_finished(metrics=metrics)

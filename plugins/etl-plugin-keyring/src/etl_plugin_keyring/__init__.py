@@ -1,0 +1,1 @@
+"""etl-plugin-keyring: the ``keyring`` credential provider (the operating system's keyring)."""

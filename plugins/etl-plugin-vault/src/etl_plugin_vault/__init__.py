@@ -1,0 +1,1 @@
+"""etl-plugin-vault: the ``vault`` credential provider (HashiCorp Vault and OpenBao)."""
