@@ -28,6 +28,7 @@ from etl_core.errors import (
     UnknownComponentError,
     ValidationFailed,
 )
+from etl_core.metrics import METRIC_NAMES, MetricFamily, MetricSample, metric_families
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAPABILITIES",
     "DEAD_LETTER_DDL",
+    "METRIC_NAMES",
     "ConfigError",
     "Context",
     "CredentialProvider",
@@ -45,6 +47,8 @@ __all__ = [
     "LiveRuns",
     "LoadError",
     "Loader",
+    "MetricFamily",
+    "MetricSample",
     "MetricsReporter",
     "MicroBatchMetrics",
     "NoOptions",
@@ -65,6 +69,7 @@ __all__ = [
     "Validation",
     "ValidationFailed",
     "Validator",
+    "metric_families",
 ]
 
 CAPABILITIES = frozenset(
@@ -240,22 +245,48 @@ class RuleResult:
 
 @attrs.frozen
 class Validation:
-    """What a validator returns: no Spark action happens while building it.
+    """What a validator returns for one rule. Building it runs no Spark action.
 
-    ``flags`` maps rule names to boolean columns that are true where a row breaks the rule;
-    ``aggregates`` are observed in the staging pass; ``verdict`` turns the observed numbers into
-    results after staging.
+    ``flag`` is a boolean column, true where a row breaks the rule (row rules), computed in the
+    pass that stages the data. ``aggregates`` are named aggregate columns observed in that same
+    pass (dataset rules). After staging the core calls ``verdict`` with the observed values:
+    the aggregates by name plus ``failed_rows`` (rows whose flag was true); it returns whether
+    the rule passed and a message. Without a verdict, a rule passes when no row broke it.
+    ``message`` is what a dead-letter record says about a row that breaks the rule.
     """
 
-    flags: Mapping[str, Column]
-    aggregates: Mapping[str, Column]
-    verdict: Callable[[Mapping[str, Any]], Sequence[RuleResult]]
-    severities: Mapping[str, str] = attrs.field(factory=dict)
+    flag: Column | None = None
+    aggregates: Mapping[str, Column] = attrs.field(factory=dict)
+    verdict: Callable[[Mapping[str, Any]], tuple[bool, str]] | None = None
+    message: str = ""
+
+    def judge(self, observed: Mapping[str, Any]) -> tuple[bool, str]:
+        if self.verdict is not None:
+            return self.verdict(observed)
+        failed = observed.get("failed_rows") or 0
+        return failed == 0, f"{failed} row(s) broke it: {self.message}" if failed else "ok"
 
 
 class Validator(Component):
+    """One kind of data-quality rule: ``rules: [{<name>: <options>, severity: warning}]``."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
     @abstractmethod
     def validate(self, ctx: Context, df: DataFrame, options: Any) -> Validation: ...
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        """Options from a non-mapping rule value, e.g. ``not_null: [a, b]``; as is by default."""
+        return value
+
+    def check(self, options: Any) -> list[str]:
+        """Problems found without data (``etl validate``): a bad regex, min above max…"""
+        return []
+
+    def columns(self, options: Any) -> list[str]:
+        """Columns the rule reads, checked against a declared schema by ``etl validate``."""
+        return []
 
 
 @attrs.frozen
@@ -337,6 +368,11 @@ class CredentialProvider(Component):
 
 @attrs.define
 class StageMetrics:
+    """One dataset's stage. ``rows_out`` is what the stage passed on (rows read for extract,
+    written for load), ``None`` where no action computed it; ``duration_s`` is timed where one
+    Spark action does the stage's work (load: the staging action, which also computes the lazy
+    extract and transform stages feeding it)."""
+
     dataset: str
     stage: str
     component: str

@@ -463,6 +463,127 @@ class BoundPipeline:
     metrics: list[Bound]
     state: Bound
     plan: Plan
+    validations: dict[str, BoundValidation] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class BoundRule:
+    """One quality rule of a dataset, its validator resolved and options structured."""
+
+    path: str
+    name: str
+    severity: str
+    component: type[Any]
+    options: Any
+
+
+@attrs.frozen
+class BoundValidation:
+    dataset: str
+    schema: list[Any] | None  # quality.Column_ list, when declared
+    mode: str
+    on_failure: str
+    rules: list[BoundRule]
+
+
+RULE_KEYS = ("severity", "name")
+SEVERITIES = ("error", "warning", "info")
+
+
+def _bind_validation(
+    name: str, spec: ValidateSpec, base_dir: Path, host: PluginHost, issues: list[ConfigIssue]
+) -> BoundValidation:
+    from etl_core.quality import Column_, split_ddl
+
+    path = f"validate.{name}"
+    schema = None
+    if isinstance(spec.schema, str) and spec.schema.lower().endswith((".yaml", ".yml", ".json")):
+        file = Path(spec.schema) if Path(spec.schema).is_absolute() else base_dir / spec.schema
+        try:
+            loaded = read_file(file)
+        except ConfigError as exc:
+            issues.append(
+                ConfigIssue(
+                    f"{path}.schema",
+                    str(exc.issues[0].message),
+                    "give the schema file's path relative to the pipeline file",
+                )
+            )
+            loaded = None
+        schema_value: Any = loaded
+    else:
+        schema_value = spec.schema
+    if isinstance(schema_value, str):
+        try:
+            schema = split_ddl(schema_value)
+        except ValueError as exc:
+            issues.append(ConfigIssue(f"{path}.schema", str(exc)))
+    elif schema_value is not None:
+        schema, found = structure(schema_value, list[Column_], f"{path}.schema")
+        issues += found
+    known_columns = {c.name for c in schema} if schema else None
+    rules: list[BoundRule] = []
+    for i, entry in enumerate(spec.rules):
+        at = f"{path}.rules[{i}]"
+        kinds = [k for k in entry if k not in RULE_KEYS]
+        if len(kinds) != 1:
+            issues.append(
+                ConfigIssue(
+                    at,
+                    f"a rule names exactly one rule type, got {kinds or 'none'}",
+                    "write e.g. `{not_null: [id], severity: warning}`",
+                )
+            )
+            continue
+        (kind,) = kinds
+        severity = entry.get("severity", "error")
+        if severity not in SEVERITIES:
+            import difflib
+
+            close = difflib.get_close_matches(str(severity), SEVERITIES, n=1)
+            issues.append(
+                ConfigIssue(
+                    f"{at}.severity",
+                    f"{severity!r} is not one of error, warning, info",
+                    f"did you mean {close[0]!r}?" if close else None,
+                )
+            )
+            continue
+        try:
+            component = host.component("validator", str(kind))
+        except UnknownComponentError as exc:
+            issues.append(
+                ConfigIssue(
+                    f"{at}.{kind}",
+                    str(exc).split("; ")[0].replace("validator type", "rule type"),
+                    exc.hint,
+                )
+            )
+            continue
+        options, found = structure(
+            component.shorthand(entry[kind]), component.Options, f"{at}.{kind}"
+        )
+        issues += found
+        if found:
+            continue
+        validator = component()
+        issues += [ConfigIssue(f"{at}.{kind}", problem) for problem in validator.check(options)]
+        if known_columns is not None:
+            for column in validator.columns(options):
+                if column not in known_columns:
+                    issues.append(
+                        ConfigIssue(
+                            f"{at}.{kind}",
+                            f"column {column!r} is not in the declared schema",
+                            f"declared columns: {', '.join(sorted(known_columns))}",
+                        )
+                    )
+        columns = validator.columns(options)
+        rule_name = str(entry.get("name") or (f"{kind}({','.join(columns)})" if columns else kind))
+        if any(r.name == rule_name for r in rules):
+            rule_name = f"{rule_name}#{i}"
+        rules.append(BoundRule(at, rule_name, severity, component, options))
+    return BoundValidation(name, schema, spec.mode, spec.on_failure, rules)
 
 
 CORE_KEYS = {
@@ -685,6 +806,10 @@ def bind(
                 host.component("credential_provider", ref.provider)
             except UnknownComponentError as exc:
                 issues.append(ConfigIssue(path, str(exc).split("; ")[0], exc.hint))
+    validations = {
+        name: _bind_validation(name, block, spec.base_dir, host, issues)
+        for name, block in spec.validate.items()
+    }
     for name in spec.validate:
         if name in seen and seen[name].startswith("sinks."):
             issues.append(
@@ -728,7 +853,16 @@ def bind(
     raise_if_any(issues, source=spec.source)
     assert state is not None and plan is not None
     return BoundPipeline(
-        spec, sources, transforms, sinks, credentials, dead_letter, metrics, state, plan
+        spec,
+        sources,
+        transforms,
+        sinks,
+        credentials,
+        dead_letter,
+        metrics,
+        state,
+        plan,
+        validations,
     )
 
 

@@ -27,6 +27,12 @@ def render_report(metrics: RunMetrics) -> str:
         lines += [f"  {d:<{width}}  {s:<9}  {n}" for d, s, n in rows]
     if metrics.published:
         lines.append(f"  published: {', '.join(metrics.published)}")
+    if metrics.quality:
+        lines.append("  quality:")
+        for result in metrics.quality:
+            mark = "ok" if result.passed else f"FAILED ({result.severity})"
+            failed = "" if result.failed_rows is None else f", {result.failed_rows} rows"
+            lines.append(f"    {result.rule}: {mark}{failed}")
     return "\n".join(lines)
 
 

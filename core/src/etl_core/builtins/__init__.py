@@ -62,3 +62,11 @@ def etl_register_state_stores(register: Callable[[type], None]) -> None:
     from etl_core.builtins.state import FileStateStore
 
     register(FileStateStore)
+
+
+@hookimpl
+def etl_register_validators(register: Callable[[type], None]) -> None:
+    from etl_core.quality import BUILTIN_RULES
+
+    for cls in BUILTIN_RULES:
+        register(cls)
