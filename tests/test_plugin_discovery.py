@@ -68,7 +68,9 @@ def lines_naming(text: str, name: str) -> list[str]:
 
 
 HELLO = re.compile(
-    r"^etl-plugin-hello 0\.1\.0  \(entry point 'hello'\)\n  transformer +hello +batch$", re.M
+    r"^etl-plugin-hello 0\.1\.0  \(entry point 'hello'\)\n  transformer +hello +batch\n"
+    r"  validator +even +-$",
+    re.M,
 )
 BUILTINS = re.compile(r"^etl-core \S+\n  extractor +files ", re.M)
 
@@ -148,3 +150,19 @@ def test_listing_plugins_does_not_import_spark(site: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert HELLO.search(result.stdout), result.stdout
     assert result.stdout.splitlines()[-1] == "pyspark imported: False"
+
+
+def test_a_plugin_rule_validates_a_real_run(site: Path, tmp_path: Path) -> None:
+    """The `even` rule comes from the installed plugin's entry point; odd rows are quarantined."""
+    (tmp_path / "n.csv").write_text("n\n" + "".join(f"{i}\n" for i in range(1, 11)))
+    (tmp_path / "p.yaml").write_text(
+        "name: evens\n"
+        "sources:\n  numbers: {type: files, format: csv, path: n.csv, read_schema: 'n INT'}\n"
+        "validate:\n  numbers: {on_failure: quarantine, rules: [{even: {column: n}}]}\n"
+        "sinks:\n  out: {type: files, input: numbers, path: out, format: json}\n"
+        "errors: {dead_letter: {type: files, path: dlq}}\n"
+    )
+    result = python(site, "-c", RUN_CLI, "run", str(tmp_path / "p.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"numbers +validate +5\n", result.stdout)
+    assert "even(n): FAILED (error), 5 rows" in result.stdout
