@@ -120,6 +120,23 @@ def validate(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets:
 @_set_option
 @click.option("--master", help="Spark master for this run, e.g. local[2] or spark://host:7077.")
 @click.option("--run-id", help="Name this run (orchestrators pass their task id).")
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /health, /ready and /metrics on this port while the run is live.",
+)
+@click.option(
+    "--health-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the health server (0.0.0.0 for probes from outside the host).",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the run report (counts, quality results) as JSON to this file.",
+)
 @_plaintext_option
 @click.pass_context
 @_user_errors
@@ -129,10 +146,19 @@ def run(
     overrides: tuple[str, ...],
     master: str | None,
     run_id: str | None,
+    health_port: int | None,
+    health_host: str,
+    report_file: str | None,
     allow_plaintext_secrets: bool,
 ) -> None:
-    """Run a pipeline: stage every sink, check, then publish."""
+    """Run a pipeline: stage every sink, check, then publish.
+
+    SIGTERM or Ctrl-C before publishing discards every staging and exits non-zero; while
+    publishing, the run finishes first."""
+    from contextlib import ExitStack
+
     from etl_core import config
+    from etl_core.health import HealthServer, RunControl, RunInterrupted, graceful_shutdown
     from etl_core.plugins import get_plugin_host
     from etl_core.runner import run as run_pipeline
 
@@ -146,15 +172,33 @@ def run(
 
     from etl_core.progress import ConsoleProgress
 
+    control = RunControl()
     try:
-        with ConsoleProgress(quiet=quiet) as progress:
-            metrics = run_pipeline(bound, host, run_id=run_id, progress=progress)
+        with ExitStack() as stack:
+            if health_port is not None:
+                stack.enter_context(HealthServer(control, health_port, health_host))
+            stack.enter_context(graceful_shutdown(control))
+            progress = stack.enter_context(ConsoleProgress(quiet=quiet))
+            metrics = run_pipeline(bound, host, run_id=run_id, progress=progress, control=control)
     except EtlError as exc:
+        if control.stop_signal is not None and not getattr(exc, "published", ()):
+            raise RunInterrupted(control.stop_signal) from None
         partial = getattr(exc, "metrics", None)
-        if partial is not None and not quiet:
-            click.echo(render_report(partial), err=True)
+        if partial is not None:
+            _write_report(report_file, partial)
+            if not quiet:
+                click.echo(render_report(partial), err=True)
         raise
+    _write_report(report_file, metrics)
     click.echo(render_report(metrics))
+
+
+def _write_report(path: str | None, metrics: Any) -> None:
+    if path is not None:
+        import json
+        from pathlib import Path
+
+        Path(path).write_text(json.dumps(metrics.to_dict(), indent=1, default=str) + "\n")
 
 
 @main.group(invoke_without_command=True)

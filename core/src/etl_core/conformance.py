@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ExtractorConformance", "LoaderConformance", "TypeCase"]
 
-SECRET_MARKER = "etl-conformance-s3cr3t"
+SECRET_MARKER = "etl-conformance-s3cr3t"  # noqa: S105 - a marker to look for, not a secret
 
 
 @attrs.frozen
@@ -95,7 +95,9 @@ class TypeCase:
     def arrow(self) -> pa.DataType:
         import pyarrow as pa
 
-        return getattr(pa, self.arrow_type)() if isinstance(self.arrow_type, str) else self.arrow_type
+        return (
+            getattr(pa, self.arrow_type)() if isinstance(self.arrow_type, str) else self.arrow_type
+        )
 
 
 #: the columns of the generic tests, with their Arrow types
@@ -306,12 +308,16 @@ class LoaderConformance(_Base):
     def test_empty_input(self, run, tmp_path, target):
         self.create_target(target, self.basic_columns())
         metrics = self.load(run, tmp_path, target, [], mode="append")
-        assert metrics.stage("out", "load").rows_out == 0
+        staged = metrics.stage("out", "load")
+        assert staged is not None and staged.rows_out == 0
         assert self.read_target(target) == []
 
     def test_nulls(self, run, tmp_path, target):
         self.create_target(target, self.basic_columns())
-        rows = [{"id": 1, "name": None, "amount": None}, {"id": 2, "name": "", "amount": 0.0}]
+        rows: list[dict[str, Any]] = [
+            {"id": 1, "name": None, "amount": None},
+            {"id": 2, "name": "", "amount": 0.0},
+        ]
         self.load(run, tmp_path, target, rows, mode="append")
         self.assert_target(target, rows)
 
@@ -335,7 +341,8 @@ class LoaderConformance(_Base):
         for case in cases:
             natives = case.native_values
             got = [_norm(back[i][case.column]) for i in range(len(natives))]
-            assert got == [_norm(v) for v in natives], f"type case {case.column} ({case.native_type})"
+            want = [_norm(v) for v in natives]
+            assert got == want, f"type case {case.column} ({case.native_type})"
 
     def test_overwrite_replaces_rows(self, run, tmp_path, target):
         self.create_target(target, self.basic_columns(), self.basic_rows(5))
@@ -381,8 +388,9 @@ class LoaderConformance(_Base):
             }
         }
         with pytest.raises(EtlError):
-            self.load(run, tmp_path, target, self.basic_rows(3000), transforms=transforms,
-                      mode="append")
+            self.load(
+                run, tmp_path, target, self.basic_rows(3000), transforms=transforms, mode="append"
+            )
         self.assert_target(target, old)
         assert self.staging_leftovers(target) == []
 
@@ -399,7 +407,9 @@ class LoaderConformance(_Base):
         folder = self.write_parquet(tmp_path / "in", self.basic_rows(3), self.basic_schema())
         sink = {**self._with_credentials(self.failing_sink_block(target)), "input": "rows"}
         with pytest.raises(EtlError) as failure:
-            run({"rows": {"type": "files", "format": "parquet", "path": str(folder)}}, {"out": sink})
+            run(
+                {"rows": {"type": "files", "format": "parquet", "path": str(folder)}}, {"out": sink}
+            )
         self.assert_no_secret(failure.value)
         metrics = getattr(failure.value, "metrics", None)
         if metrics is not None:
@@ -441,7 +451,10 @@ class ExtractorConformance(_Base):
         assert self.extract(run, tmp_path, target) == []
 
     def test_nulls(self, run, tmp_path, target):
-        rows = [{"id": 1, "name": None, "amount": None}, {"id": 2, "name": "", "amount": 0.0}]
+        rows: list[dict[str, Any]] = [
+            {"id": 1, "name": None, "amount": None},
+            {"id": 2, "name": "", "amount": 0.0},
+        ]
         self.create_target(target, self.basic_columns(), rows)
         got = self.extract(run, tmp_path, target)
         assert _rows(got, ["id", "name", "amount"]) == _rows(rows, ["id", "name", "amount"])
@@ -467,7 +480,8 @@ class ExtractorConformance(_Base):
         assert sorted(back) == list(range(count))
         for case in self.type_cases:
             got = [_norm(back[i][case.column]) for i in range(len(case.values))]
-            assert got == [_norm(v) for v in case.values], f"type case {case.column} ({case.native_type})"
+            want = [_norm(v) for v in case.values]
+            assert got == want, f"type case {case.column} ({case.native_type})"
 
     def test_partition_boundaries(self, run, tmp_path, target):
         ids = [-(2**40), -7, -1, 0, 1, 2, 3, 10, 11, 99, 100, 2**31 - 1, 2**31, 2**40]

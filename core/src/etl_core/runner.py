@@ -790,6 +790,16 @@ def _observed(observation: Observation, wait_s: float = 5.0) -> dict[str, Any] |
     return observation.get
 
 
+def _retyped(exc: EtlError, message: str, published: list[str]) -> EtlError:
+    """A copy of ``exc`` carrying ``message`` instead of its own text."""
+    try:
+        copy = type(exc)(message)
+    except TypeError:
+        return RunFailed(message, published=published)
+    copy.__dict__.update({k: v for k, v in vars(exc).items() if k != "args"})
+    return copy
+
+
 def run(
     bound: BoundPipeline,
     host: PluginHost,
@@ -856,8 +866,10 @@ def run(
                 raise
             failure = exc
             message = secrets.redact(str(exc) if isinstance(exc, EtlError) else short_error(exc))
-            if not isinstance(exc, EtlError) or message != str(exc):
+            if not isinstance(exc, EtlError):
                 failure = RunFailed(message, published=metrics.published)
+            elif message != str(exc):  # same type (transient stays transient), redacted text
+                failure = _retyped(exc, message, metrics.published)
             failure.metrics = metrics  # type: ignore[attr-defined]
             if failure is exc:
                 raise

@@ -61,11 +61,15 @@ def run_pipeline(
     base_dir: Path | None = None,
     overrides: Sequence[str] = (),
     run_id: str | None = None,
+    plugins: bool = False,
 ) -> RunMetrics:
-    """Load, bind and run a pipeline on ``spark``; raises what ``etl run`` would report."""
+    """Load, bind and run a pipeline on ``spark``; raises what ``etl run`` would report.
+
+    ``plugins=True`` loads the installed plugins (entry points), as ``etl run`` does; by
+    default only the built-ins are there."""
     from etl_core.runner import run
 
-    host = host or get_plugin_host(autoload=False)
+    host = host or get_plugin_host(autoload=plugins)
     if isinstance(pipeline, Mapping):
         bound = config.check(data=pipeline, overrides=overrides, base_dir=base_dir, host=host)
     else:

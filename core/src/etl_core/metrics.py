@@ -1,0 +1,141 @@
+"""The metric families every reporter exports from a run's :class:`~etl_core.api.RunMetrics`.
+
+One list of names, types and labels, so the Prometheus reporter, the health server's
+``/metrics`` page and the docs never drift apart. Pure Python: no client library needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from etl_core.api import RunMetrics
+
+__all__ = ["METRIC_NAMES", "MetricFamily", "MetricSample", "metric_families", "render_text"]
+
+
+@attrs.frozen
+class MetricSample:
+    labels: Mapping[str, str]
+    value: float
+
+
+@attrs.frozen
+class MetricFamily:
+    """One metric: ``name`` is the exposed name (counters end in ``_total``)."""
+
+    name: str
+    type: str  # "counter" or "gauge"
+    help: str
+    samples: tuple[MetricSample, ...]
+
+
+#: (name, type, help) of every family, in the order they are emitted
+_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("etl_rows_total", "counter", "Rows out of a dataset's stage (extract: read, load: written)."),
+    ("etl_rows_rejected_total", "counter", "Rows a dataset's stage rejected."),
+    ("etl_dead_lettered_total", "counter", "Rows of a dataset's stage sent to the dead letters."),
+    ("etl_bytes_total", "counter", "Bytes a dataset's stage moved, where the component knows."),
+    ("etl_stage_duration_seconds", "gauge", "Wall time of a dataset's stage, where timed."),
+    ("etl_dead_letters_total", "counter", "Rejected rows written to the dead-letter sink."),
+    ("etl_retries_total", "counter", "Retries of transient failures during the run."),
+    ("etl_circuit_breaker_state", "gauge", "1 for the state each circuit breaker is in."),
+    ("etl_quality_rule_passed", "gauge", "1 when a data-quality rule passed, 0 when not."),
+    ("etl_quality_failed_rows", "gauge", "Rows that broke a data-quality rule."),
+    ("etl_published_datasets", "gauge", "Sinks the run published."),
+    ("etl_run_success", "gauge", "1 when the run succeeded, 0 when it failed."),
+    ("etl_run_duration_seconds", "gauge", "Wall time of the run."),
+    ("etl_run_last_timestamp_seconds", "gauge", "When the run ended (Unix time)."),
+    (
+        "etl_run_last_success_timestamp_seconds",
+        "gauge",
+        "When the run ended, sent only by successful runs (Unix time).",
+    ),
+    ("etl_stream_batch_id", "gauge", "Id of the latest streaming micro-batch."),
+    ("etl_stream_input_rows_per_second", "gauge", "Input rate of the latest micro-batch."),
+    ("etl_stream_processed_rows_per_second", "gauge", "Processing rate of the latest micro-batch."),
+    ("etl_stream_batch_duration_seconds", "gauge", "Duration of the latest micro-batch."),
+    ("etl_stream_state_rows", "gauge", "Rows held in streaming state after the latest batch."),
+    ("etl_stream_lag", "gauge", "Records behind the source's latest offset after the last batch."),
+)
+
+#: every metric name a reporter may emit
+METRIC_NAMES: frozenset[str] = frozenset(name for name, _, _ in _FAMILIES)
+
+
+def _samples(metrics: RunMetrics) -> Iterator[tuple[str, dict[str, str], float]]:
+    pipeline = {"pipeline": metrics.pipeline}
+    for stage in metrics.stages:
+        labels = {**pipeline, "dataset": stage.dataset, "stage": stage.stage}
+        if stage.rows_out is not None:
+            yield "etl_rows_total", labels, stage.rows_out
+        yield "etl_rows_rejected_total", labels, stage.rows_rejected
+        yield "etl_dead_lettered_total", labels, stage.dead_lettered
+        if stage.bytes is not None:
+            yield "etl_bytes_total", labels, stage.bytes
+        if stage.duration_s is not None:
+            yield "etl_stage_duration_seconds", labels, stage.duration_s
+    yield "etl_dead_letters_total", pipeline, metrics.dead_letters
+    yield "etl_retries_total", pipeline, metrics.retries
+    for breaker, state in sorted(metrics.breaker_states.items()):
+        yield "etl_circuit_breaker_state", {**pipeline, "breaker": breaker, "state": state}, 1
+    for rule in metrics.quality:
+        labels = {**pipeline, "rule": rule.rule, "severity": rule.severity}
+        yield "etl_quality_rule_passed", labels, int(rule.passed)
+        if rule.failed_rows is not None:
+            yield "etl_quality_failed_rows", labels, rule.failed_rows
+    yield "etl_published_datasets", pipeline, len(metrics.published)
+    if metrics.status != "running":
+        yield "etl_run_success", pipeline, int(metrics.status == "succeeded")
+    if metrics.finished_at is not None:
+        yield "etl_run_duration_seconds", pipeline, metrics.duration_s or 0.0
+        ended = metrics.finished_at.timestamp()
+        yield "etl_run_last_timestamp_seconds", pipeline, ended
+        if metrics.status == "succeeded":
+            yield "etl_run_last_success_timestamp_seconds", pipeline, ended
+    if metrics.streaming:
+        latest = metrics.streaming[-1]
+        yield "etl_stream_batch_id", pipeline, latest.batch_id
+        for name, value in (
+            ("etl_stream_input_rows_per_second", latest.input_rows_per_second),
+            ("etl_stream_processed_rows_per_second", latest.processed_rows_per_second),
+            ("etl_stream_batch_duration_seconds", latest.batch_duration_s),
+            ("etl_stream_state_rows", latest.state_rows),
+            ("etl_stream_lag", latest.lag),
+        ):
+            if value is not None:
+                yield name, pipeline, value
+
+
+def metric_families(metrics: RunMetrics) -> list[MetricFamily]:
+    """The run's metrics as families; families without a sample are left out."""
+    found: dict[str, list[MetricSample]] = {}
+    for name, labels, value in _samples(metrics):
+        found.setdefault(name, []).append(MetricSample(labels, float(value)))
+    return [
+        MetricFamily(name, kind, text, tuple(found[name]))
+        for name, kind, text in _FAMILIES
+        if name in found
+    ]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def render_text(families: list[MetricFamily]) -> str:
+    """The Prometheus text exposition format (version 0.0.4)."""
+    lines = []
+    for family in families:
+        lines += [f"# HELP {family.name} {family.help}", f"# TYPE {family.name} {family.type}"]
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+            lines.append(f"{family.name}{{{labels}}} {_number(sample.value)}")
+    return "\n".join(lines) + "\n"

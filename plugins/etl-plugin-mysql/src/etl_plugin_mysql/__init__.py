@@ -1,0 +1,1 @@
+"""etl plugin for MySQL and MariaDB: the ``mysql`` extractor and loader."""
