@@ -48,6 +48,19 @@ BUILTIN_TRANSFORMERS = {
 BUILTIN_CAPABILITIES = {
     ("extractor", "files"): {"batch", "partitioned_read", "incremental"},
     **{("transformer", name): {"batch"} for name in BUILTIN_TRANSFORMERS},
+    **{
+        ("validator", name): set()
+        for name in (
+            "not_null",
+            "unique",
+            "range",
+            "regex",
+            "accepted_values",
+            "sql",
+            "row_count",
+            "freshness",
+        )
+    },
     ("loader", "files"): {"batch"},
     ("credential_provider", "env"): set(),
     ("credential_provider", "file"): set(),

@@ -1,0 +1,1 @@
+"""etl-plugin-postgres: the ``postgres`` extractor and loader (see README.md)."""

@@ -1,0 +1,440 @@
+"""The ``postgres`` extractor and loader: control statements on the driver (psycopg), rows on
+the executors (the ``etl_postgres`` data source, ADBC)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from etl_core import (
+    Context,
+    Extractor,
+    LiveRuns,
+    Loader,
+    LoadError,
+    PermanentError,
+    Staged,
+)
+from etl_core.relational import LEDGER_TABLE, partition_bounds, run_key_of_staging, staging_table
+from etl_plugin_postgres.options import PostgresSinkOptions, PostgresSourceOptions
+from etl_plugin_postgres.pg import (
+    ConnInfo,
+    PgColumn,
+    control,
+    ident,
+    literal,
+    names,
+    pg_type_of_spark,
+    query_columns,
+    read_plan,
+    split_table,
+    table_columns,
+    write_arrow_type,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    from pyspark.sql import DataFrame
+
+PARTITION_TYPES = ("int2", "int4", "int8", "date", "timestamp", "timestamptz")
+INCREMENTAL_TYPES = (*PARTITION_TYPES, "numeric", "float4", "float8", "text", "varchar")
+
+
+def _data_source_options(info: ConnInfo, plan: Mapping[str, Any], what: str) -> dict[str, str]:
+    return {
+        "connection": info.public_json(),
+        "password": info.password or "",
+        "plan": json.dumps(plan),
+        "what": what,
+    }
+
+
+class PostgresExtractor(Extractor):
+    """Read a table or a query, in parallel partitions on the executors."""
+
+    name = "postgres"
+    Options = PostgresSourceOptions
+    capabilities = frozenset({"batch", "partitioned_read", "incremental"})
+
+    def check(
+        self, options: PostgresSourceOptions, *, incremental: Mapping[str, Any] | None
+    ) -> list[str]:
+        if incremental is None:
+            return []
+        if set(incremental) != {"column"} or not isinstance(incremental.get("column"), str):
+            return [
+                f"`incremental: {dict(incremental)}`: postgres sources read incrementally by an "
+                "increasing column; write `incremental: {column: updated_at}`"
+            ]
+        return []
+
+    def extract(self, ctx: Context, options: PostgresSourceOptions) -> DataFrame:
+        from etl_plugin_postgres.datasource import NAME, PostgresDataSource
+
+        info = ConnInfo.from_options(options)
+        what = f"source {ctx.dataset!r} ({options.table or 'query'})"
+        if options.table is not None:
+            relation = ident(*split_table(options.table))
+        else:
+            relation = f"({options.query}) AS etl_q"
+        with control(info, what, autocommit=True) as conn:
+            if options.table is not None:
+                columns = table_columns(conn, relation)
+                if columns is None:
+                    raise PermanentError(
+                        f"{what}: table {options.table} does not exist at {info.where()}; "
+                        "check `table` (schema.table) and `connection.database`"
+                    )
+            else:
+                columns = query_columns(conn, options.query or "")
+            columns = self._selected(columns, options, what)
+            by_name = {c.name: c for c in self._all(conn, relation, options)}
+            conditions = [f"({options.where})"] if options.where else []
+            conditions += self._incremental(ctx, conn, relation, by_name, conditions, what)
+            predicates = self._predicates(conn, relation, by_name, conditions, options, what)
+            plans = [read_plan(c) for c in columns]
+            select = ", ".join(
+                expr if expr == ident(c.name) else f"{expr} AS {ident(c.name)}"
+                for (expr, _), c in zip(plans, columns, strict=True)
+            )
+            filters = " AND ".join(conditions) or "true"
+            plan = {
+                "select": f"SELECT {select} FROM {relation}",  # noqa: S608 - identifiers quoted
+                "predicates": [f"({filters}) AND ({p})" for p in predicates],
+            }
+            for predicate in plan["predicates"]:  # SQL errors surface here, not in a task
+                conn.execute(f"{plan['select']} WHERE {predicate} LIMIT 0")
+        ddl = ", ".join(f"`{c.name}` {t}" for c, (_, t) in zip(columns, plans, strict=True))
+        ctx.spark.dataSource.register(PostgresDataSource)
+        return (
+            ctx.spark.read.format(NAME)
+            .schema(ddl)
+            .options(**_data_source_options(info, plan, what))
+            .load()
+        )
+
+    @staticmethod
+    def _all(conn: psycopg.Connection, relation: str, options: Any) -> list[PgColumn]:
+        if options.table is not None:
+            return table_columns(conn, relation) or []
+        return query_columns(conn, options.query or "")
+
+    @staticmethod
+    def _selected(
+        columns: list[PgColumn], options: PostgresSourceOptions, what: str
+    ) -> list[PgColumn]:
+        if not options.columns:
+            return columns
+        by_name = {c.name: c for c in columns}
+        unknown = [c for c in options.columns if c not in by_name]
+        if unknown:
+            raise PermanentError(
+                f"{what}: no column(s) {', '.join(unknown)}; known: {', '.join(by_name)}"
+            )
+        return [by_name[c] for c in options.columns]
+
+    @staticmethod
+    def _column(by_name: Mapping[str, PgColumn], name: str, what: str, role: str) -> PgColumn:
+        if name not in by_name:
+            raise PermanentError(
+                f"{what}: {role} {name!r} is not a column; known: {', '.join(by_name)}"
+            )
+        return by_name[name]
+
+    def _incremental(
+        self,
+        ctx: Context,
+        conn: psycopg.Connection,
+        relation: str,
+        by_name: Mapping[str, PgColumn],
+        conditions: list[str],
+        what: str,
+    ) -> list[str]:
+        """Rows past the bookmark up to the current maximum, read once here: rows committed
+        while the run goes are left for the next run."""
+        if ctx.incremental is None:
+            return []
+        column = self._column(by_name, ctx.incremental["column"], what, "incremental column")
+        if column.typname not in INCREMENTAL_TYPES:
+            raise PermanentError(
+                f"{what}: incremental column {column.name!r} is {column.formatted}; use an "
+                "increasing integer, numeric, date or timestamp column"
+            )
+        quoted = ident(column.name)
+        added = []
+        if ctx.bookmark is not None:
+            added.append(f"{quoted} > {literal(conn, str(ctx.bookmark))}::{column.formatted}")
+        where = " AND ".join([*conditions, *added]) or "true"
+        (high,) = conn.execute(f"SELECT max({quoted}) FROM {relation} WHERE {where}").fetchone()  # type: ignore[misc]  # noqa: S608
+        if high is None:
+            return [*added, "false"]
+        ctx.propose_bookmark(high if isinstance(high, int) else str(high))
+        return [*added, f"{quoted} <= {literal(conn, high)}"]
+
+    def _predicates(
+        self,
+        conn: psycopg.Connection,
+        relation: str,
+        by_name: Mapping[str, PgColumn],
+        conditions: list[str],
+        options: PostgresSourceOptions,
+        what: str,
+    ) -> list[str]:
+        if options.predicates:
+            return list(options.predicates)
+        if options.partition_column is None:
+            return ["true"]
+        column = self._column(by_name, options.partition_column, what, "partition_column")
+        if column.typname not in PARTITION_TYPES:
+            raise PermanentError(
+                f"{what}: partition_column {column.name!r} is {column.formatted}; use an "
+                "integer, date or timestamp column, or give explicit `predicates`"
+            )
+        quoted = ident(column.name)
+        where = " AND ".join(conditions) or "true"
+        row = conn.execute(
+            f"SELECT min({quoted}), max({quoted}) FROM {relation} WHERE {where}"  # noqa: S608
+        ).fetchone()
+        low, high = row if row else (None, None)
+        if low is None:
+            return ["true"]
+        predicates = []
+        for i, (start, stop) in enumerate(partition_bounds(low, high, options.partitions)):
+            bound = f"{quoted} >= {literal(conn, start)} AND {quoted} < {literal(conn, stop)}"
+            predicates.append(f"{bound} OR {quoted} IS NULL" if i == 0 else bound)
+        return predicates
+
+
+_CREATED = re.compile(r"created_epoch=(\d+(?:\.\d+)?)")
+
+
+class PostgresLoader(Loader):
+    """Stage into ``etl_stg_<run_key>_<n>`` beside the target; publish with one transaction."""
+
+    name = "postgres"
+    Options = PostgresSinkOptions
+    capabilities = frozenset({"batch", "upsert", "exactly_once"})
+    modes: ClassVar[frozenset[str]] = frozenset({"append", "overwrite", "upsert", "error"})
+
+    @staticmethod
+    def _names(ctx: Context, options: PostgresSinkOptions) -> tuple[str, str, str]:
+        schema, table = split_table(options.table)
+        return schema, ident(schema, table), staging_table(ctx.run_key, ctx.sink_index or 0)
+
+    @staticmethod
+    def _what(ctx: Context, options: PostgresSinkOptions) -> str:
+        return f"sink {ctx.dataset!r} ({options.table})"
+
+    def stage(self, ctx: Context, df: DataFrame, options: PostgresSinkOptions) -> Staged:
+        from etl_plugin_postgres.datasource import NAME, PostgresDataSource, arrow_code
+
+        info, what = ConnInfo.from_options(options), self._what(ctx, options)
+        schema, target, staging = self._names(ctx, options)
+        stg = ident(schema, staging)
+        fields = {f.name: f for f in df.schema.fields}
+        missing_keys = [k for k in options.key if k not in fields]
+        if missing_keys:
+            raise PermanentError(
+                f"{what}: key column(s) {', '.join(missing_keys)} not in the input"
+            )
+        with control(info, what) as conn:
+            existing = table_columns(conn, target)
+            conn.execute(f"DROP TABLE IF EXISTS {stg}")
+            if existing is None:
+                if not options.create_table:
+                    raise PermanentError(
+                        f"{what}: table {options.table} does not exist at {info.where()}; "
+                        "create it, or set `create_table: true` on the sink"
+                    )
+                columns = ", ".join(
+                    f"{ident(f.name)} {pg_type_of_spark(f.dataType)}" for f in df.schema.fields
+                )
+                conn.execute(f"CREATE UNLOGGED TABLE {stg} ({columns})")
+            else:
+                self._refuse_rows(conn, target, options, what)
+                self._drift(conn, target, existing, df, options, what)
+                conn.execute(
+                    f"CREATE UNLOGGED TABLE {stg} "
+                    f"(LIKE {target} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                )
+                for column in existing:
+                    if column.name not in fields:
+                        conn.execute(f"ALTER TABLE {stg} DROP COLUMN {ident(column.name)} CASCADE")
+                self._land_as_text(conn, schema, staging, stg)
+            note = f"etl staging of {ctx.pipeline}/{ctx.dataset}: created_epoch={time.time():.0f}"
+            conn.execute(f"COMMENT ON TABLE {stg} IS {literal(conn, note)}")
+            staged_columns = table_columns(conn, stg) or []
+        plan = {
+            "schema": schema,
+            "table": staging,
+            "types": {c.name: arrow_code(write_arrow_type(c)) for c in staged_columns},
+        }
+        ctx.spark.dataSource.register(PostgresDataSource)
+        df.write.format(NAME).mode("append").options(
+            **_data_source_options(info, plan, what)
+        ).save()
+        return Staged(
+            ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": f"{schema}.{staging}"}
+        )
+
+    @staticmethod
+    def _refuse_rows(
+        conn: psycopg.Connection, target: str, options: PostgresSinkOptions, what: str
+    ) -> None:
+        if options.mode != "error":
+            return
+        (has_rows,) = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {target})").fetchone()  # type: ignore[misc]  # noqa: S608
+        if has_rows:
+            raise LoadError(
+                f"{what}: {options.table} already holds rows and the sink's mode is `error`; "
+                "set `mode: append`, `overwrite` or `upsert`, or empty the table"
+            )
+
+    @staticmethod
+    def _drift(
+        conn: psycopg.Connection,
+        target: str,
+        existing: list[PgColumn],
+        df: DataFrame,
+        options: PostgresSinkOptions,
+        what: str,
+    ) -> None:
+        known = {c.name for c in existing}
+        new = [f for f in df.schema.fields if f.name not in known]
+        if not new:
+            return
+        if options.schema_drift == "fail":
+            raise PermanentError(
+                f"{what}: the input has column(s) {', '.join(f.name for f in new)} that "
+                f"{options.table} lacks; add them, drop them from the input, or set "
+                "`schema_drift: add_columns`"
+            )
+        for field in new:
+            conn.execute(
+                f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {ident(field.name)} "
+                f"{pg_type_of_spark(field.dataType)}"
+            )
+
+    @staticmethod
+    def _land_as_text(conn: psycopg.Connection, schema: str, staging: str, stg: str) -> None:
+        """Columns Arrow cannot COPY into (uuid, jsonb, time, interval, ...) land as text and
+        are cast to their type by the publish; CHECKs on them are left to the target."""
+        for column in table_columns(conn, stg) or []:
+            if write_arrow_type(column) is not None:
+                continue
+            for (constraint,) in conn.execute(
+                "SELECT conname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = "
+                "c.conrelid AND a.attnum = ANY(c.conkey) WHERE c.conrelid = %s::regclass "
+                "AND c.contype = 'c' AND a.attname = %s",
+                [stg, column.name],
+            ).fetchall():
+                conn.execute(f"ALTER TABLE {stg} DROP CONSTRAINT IF EXISTS {ident(constraint)}")
+            quoted = ident(column.name)
+            conn.execute(f"ALTER TABLE {stg} ALTER COLUMN {quoted} DROP DEFAULT")
+            conn.execute(f"ALTER TABLE {stg} ALTER COLUMN {quoted} TYPE text USING {quoted}::text")
+
+    def publish(self, ctx: Context, staged: Staged, options: PostgresSinkOptions) -> None:
+        info, what = ConnInfo.from_options(options), self._what(ctx, options)
+        schema, target, staging = self._names(ctx, options)
+        stg, ledger = ident(schema, staging), ident(schema, LEDGER_TABLE)
+        with control(info, what) as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {ledger} (pipeline text NOT NULL, run_id text NOT "
+                "NULL, sink text NOT NULL, published_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (pipeline, run_id, sink))"
+            )
+            claimed = conn.execute(
+                f"INSERT INTO {ledger} (pipeline, run_id, sink) VALUES (%s, %s, %s) "  # noqa: S608
+                "ON CONFLICT DO NOTHING",
+                [ctx.pipeline, ctx.run_id, ctx.dataset],
+            ).rowcount
+            if not claimed:  # this run already published this sink
+                conn.execute(f"DROP TABLE IF EXISTS {stg}")
+                return
+            staged_columns = table_columns(conn, stg)
+            if staged_columns is None:
+                raise LoadError(
+                    f"{what}: staging table {schema}.{staging} is gone (cleaned as stale?); "
+                    f"rerun with --run-id {ctx.run_id}"
+                )
+            existing = table_columns(conn, target)
+            if existing is None:
+                conn.execute(f"CREATE TABLE {target} (LIKE {stg} INCLUDING DEFAULTS)")
+                if options.key:
+                    conn.execute(f"ALTER TABLE {target} ADD PRIMARY KEY ({names(options.key)})")
+                existing = staged_columns
+            self._merge(conn, target, stg, staged_columns, existing, options, what)
+            conn.execute(f"DROP TABLE {stg}")
+
+    @staticmethod
+    def _merge(
+        conn: psycopg.Connection,
+        target: str,
+        stg: str,
+        staged: list[PgColumn],
+        existing: list[PgColumn],
+        options: PostgresSinkOptions,
+        what: str,
+    ) -> None:
+        import psycopg
+
+        types = {c.name: c for c in existing}
+        columns = [c.name for c in staged]
+        select = ", ".join(
+            f"{ident(c.name)}::{types[c.name].formatted}"
+            if c.typname == "text" and types[c.name].typname != "text"
+            else ident(c.name)
+            for c in staged
+        )
+        if options.mode == "error":
+            PostgresLoader._refuse_rows(conn, target, options, what)
+        if options.mode == "overwrite":
+            conn.execute(f"DELETE FROM {target}")  # noqa: S608
+        statement = f"INSERT INTO {target} ({names(columns)}) SELECT {select} FROM {stg}"  # noqa: S608
+        if options.mode == "upsert":
+            updates = [c for c in columns if c not in options.key]
+            action = (
+                "DO UPDATE SET " + ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updates)
+                if updates
+                else "DO NOTHING"
+            )
+            statement += f" ON CONFLICT ({names(options.key)}) {action}"
+        try:
+            conn.execute(statement)
+        except psycopg.errors.CardinalityViolation:
+            raise LoadError(
+                f"{what}: the input holds several rows with the same key "
+                f"({', '.join(options.key)}); upsert refuses to pick one. Deduplicate first, "
+                "e.g. a `deduplicate` transform on the key ordered by a timestamp"
+            ) from None
+
+    def discard(self, ctx: Context, staged: Staged, options: PostgresSinkOptions) -> None:
+        info, what = ConnInfo.from_options(options), self._what(ctx, options)
+        schema, _, staging = self._names(ctx, options)
+        with control(info, what, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {ident(schema, staging)}")
+
+    def clean_stale(
+        self, ctx: Context, options: PostgresSinkOptions, live_runs: LiveRuns
+    ) -> list[str]:
+        info, what = ConnInfo.from_options(options), self._what(ctx, options)
+        schema, _, _ = self._names(ctx, options)
+        dropped = []
+        with control(info, what, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                "AND c.relkind = 'r' AND c.relname LIKE 'etl\\_stg\\_%%'",
+                [schema],
+            ).fetchall()
+            for table, comment in rows:
+                key = run_key_of_staging(table)
+                found = _CREATED.search(comment or "")
+                created = float(found.group(1)) if found else 0.0
+                if key is not None and live_runs.stale(key, created):
+                    conn.execute(f"DROP TABLE IF EXISTS {ident(schema, table)}")
+                    dropped.append(f"{schema}.{table}")
+        return dropped

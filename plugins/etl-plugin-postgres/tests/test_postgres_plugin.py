@@ -1,0 +1,270 @@
+"""The postgres plugin beyond the conformance suite: upsert semantics, staging constraints,
+schema drift, incremental reads, partitions of a query, typed errors, and a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from etl_core import ConfigError, EtlError, PermanentError, TransientError
+from etl_core.plugins import get_plugin_host
+from etl_core.testing import run_pipeline
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture
+def run(etl_spark, tmp_path, pg_env):
+    host = get_plugin_host()
+
+    def runner(sources, sinks, transforms=None, **kwargs):
+        pipeline = {"name": "pgtest", "credentials": pg_env, "sources": sources, "sinks": sinks}
+        if transforms:
+            pipeline["transforms"] = transforms
+        return run_pipeline(pipeline, spark=etl_spark, host=host, base_dir=tmp_path, **kwargs)
+
+    return runner
+
+
+def csv_source(tmp_path, text, schema):
+    (tmp_path / "in.csv").write_text(text)
+    return {"type": "files", "format": "csv", "path": "in.csv", "read_schema": schema}
+
+
+def rows(pg, table, order="1"):
+    return pg.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+
+
+def staging(pg, schema):
+    return pg.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'etl_stg_%%'",
+        [schema],
+    ).fetchall()
+
+
+def sink(schema, conn, **options):
+    return {"type": "postgres", "input": "src", "credentials": "pg", "connection": conn, **options}
+
+
+def test_upsert_refuses_duplicate_keys_in_one_batch(
+    run, pg, pg_schema, pg_connection_block, tmp_path
+):
+    table = f"{pg_schema}.t"
+    pg.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
+    pg.execute(f"INSERT INTO {table} VALUES (1, 'old')")
+    source = csv_source(tmp_path, "id,v\n1,a\n1,b\n2,c\n", "id INT, v STRING")
+    with pytest.raises(EtlError, match=r"several rows with the same key \(id\).*deduplicate"):
+        run(
+            {"src": source},
+            {"out": sink(pg_schema, pg_connection_block, table=table, mode="upsert", key=["id"])},
+        )
+    assert rows(pg, table) == [(1, "old")]
+    assert staging(pg, pg_schema) == []
+
+
+def test_check_and_not_null_reject_while_staging(run, pg, pg_schema, pg_connection_block, tmp_path):
+    table = f"{pg_schema}.t"
+    pg.execute(f"CREATE TABLE {table} (id int NOT NULL, amount numeric(8,2) CHECK (amount > 0))")
+    source = csv_source(tmp_path, "id,amount\n1,5.00\n2,-1.00\n", "id INT, amount DECIMAL(8,2)")
+    with pytest.raises(EtlError, match=r"staging|check constraint"):
+        run(
+            {"src": source},
+            {"out": sink(pg_schema, pg_connection_block, table=table, mode="append")},
+        )
+    assert rows(pg, table) == []
+    assert staging(pg, pg_schema) == []
+
+
+def test_create_table_and_schema_drift(run, pg, pg_schema, pg_connection_block, tmp_path):
+    table = f"{pg_schema}.made"
+    source = csv_source(tmp_path, "id,v\n1,a\n2,b\n", "id INT, v STRING")
+    out = sink(
+        pg_schema, pg_connection_block, table=table, mode="upsert", key=["id"], create_table=True
+    )
+    run({"src": source}, {"out": out})
+    assert rows(pg, table) == [(1, "a"), (2, "b")]
+    key = pg.execute(
+        f"SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        f"WHERE conrelid = '{table}'::regclass AND contype = 'p'"
+    ).fetchone()
+    assert key == ("PRIMARY KEY (id)",)
+    wider = csv_source(tmp_path, "id,v,extra\n2,B,x\n3,c,y\n", "id INT, v STRING, extra STRING")
+    with pytest.raises(PermanentError, match=r"extra.*schema_drift: add_columns"):
+        run({"src": wider}, {"out": out})
+    run({"src": wider}, {"out": {**out, "schema_drift": "add_columns"}})
+    assert rows(pg, table) == [(1, "a", None), (2, "B", "x"), (3, "c", "y")]
+
+
+def test_incremental_reads_only_new_rows(run, pg, pg_schema, pg_connection_block, tmp_path):
+    table = f"{pg_schema}.events"
+    pg.execute(f"CREATE TABLE {table} (id int, updated_at timestamptz)")
+    pg.execute(
+        f"INSERT INTO {table} SELECT i, timestamptz '2024-01-01' + i * interval '1 hour' "
+        "FROM generate_series(1, 10) i"
+    )
+    source = {
+        "type": "postgres",
+        "table": table,
+        "connection": pg_connection_block,
+        "credentials": "pg",
+        "incremental": {"column": "updated_at"},
+        "partition_column": "id",
+        "partitions": 3,
+    }
+    out = {"type": "files", "input": "src", "path": "out", "mode": "append"}
+    assert run({"src": source}, {"out": out}).stage("src", "extract").rows_out == 10
+    assert run({"src": source}, {"out": out}).stage("src", "extract").rows_out == 0
+    pg.execute(f"INSERT INTO {table} VALUES (11, '2024-02-01'), (12, '2023-01-01')")
+    assert run({"src": source}, {"out": out}).stage("src", "extract").rows_out == 1
+    state = json.loads((tmp_path / ".etl" / "state" / "pgtest.json").read_text())
+    assert state["src"].startswith("2024-02-01 00:00:00")
+
+
+def test_incremental_needs_a_column(run, pg_schema, pg_connection_block):
+    source = {
+        "type": "postgres",
+        "table": f"{pg_schema}.x",
+        "connection": pg_connection_block,
+        "incremental": {"by": "modified_time"},
+    }
+    with pytest.raises(ConfigError, match=r"incremental: \{column: updated_at\}"):
+        run({"src": source}, {"out": {"type": "files", "input": "src", "path": "o"}})
+
+
+def test_query_with_predicates_and_columns(run, pg, pg_schema, pg_connection_block, tmp_path):
+    pg.execute(f"CREATE TABLE {pg_schema}.a (id int, g text)")
+    pg.execute(f"INSERT INTO {pg_schema}.a SELECT i, 'g' || (i % 3) FROM generate_series(1, 30) i")
+    source = {
+        "type": "postgres",
+        "connection": pg_connection_block,
+        "credentials": "pg",
+        "query": f"SELECT id, g, id * 2 AS twice FROM {pg_schema}.a",
+        "columns": ["id", "twice"],
+        "where": "id > 5",
+        "predicates": ["g = 'g0'", "g = 'g1'", "g = 'g2'"],
+    }
+    metrics = run({"src": source}, {"out": {"type": "files", "input": "src", "path": "o"}})
+    assert metrics.stage("src", "extract").rows_out == 25
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "o")
+    assert table.column_names == ["id", "twice"]
+    assert sorted(table.column("id").to_pylist()) == list(range(6, 31))
+
+
+def test_partition_column_must_be_integer_or_temporal(run, pg, pg_schema, pg_connection_block):
+    pg.execute(f"CREATE TABLE {pg_schema}.a (name text)")
+    source = {
+        "type": "postgres",
+        "table": f"{pg_schema}.a",
+        "connection": pg_connection_block,
+        "credentials": "pg",
+        "partition_column": "name",
+    }
+    with pytest.raises(PermanentError, match="partition_column 'name' is text; use an integer"):
+        run({"src": source}, {"out": {"type": "files", "input": "src", "path": "o"}})
+
+
+def test_errors_are_typed_and_name_the_component(run, pg_schema, pg_connection_block):
+    out = {"out": {"type": "files", "input": "src", "path": "o"}}
+    missing = {
+        "type": "postgres",
+        "table": f"{pg_schema}.nope",
+        "credentials": "pg",
+        "connection": pg_connection_block,
+    }
+    with pytest.raises(PermanentError, match=rf"source 'src'.*{pg_schema}.nope does not exist"):
+        run({"src": missing}, out)
+    down = {**missing, "connection": {**pg_connection_block, "port": 1, "connect_timeout": 2}}
+    with pytest.raises(TransientError, match=r"source 'src'.*unreachable"):
+        run({"src": down}, out)
+    bad_where = {**missing, "table": None, "query": "SELECT 1 AS x", "where": "x >"}
+    with pytest.raises(PermanentError, match="SQL error"):
+        run({"src": bad_where}, out)
+
+
+def test_plaintext_password_is_refused(run, pg_schema, pg_connection_block):
+    source = {
+        "type": "postgres",
+        "table": f"{pg_schema}.a",
+        "connection": pg_connection_block,
+        "password": "hunter2",
+    }
+    with pytest.raises(ConfigError, match="plaintext secret") as failure:
+        run({"src": source}, {"out": {"type": "files", "input": "src", "path": "o"}})
+    assert "hunter2" not in str(failure.value)
+
+
+@pytest.mark.slow
+def test_sigkill_during_staging_leaves_target_and_next_run_cleans(
+    etl_spark, pg, pg_schema, pg_connection_block, pg_env, tmp_path
+):
+    table = f"{pg_schema}.target"
+    pg.execute(f"CREATE TABLE {table} (user_id bigint, name text)")
+    pg.execute(f"INSERT INTO {table} VALUES (1, 'before')")
+    (tmp_path / "users.csv").write_text(
+        "user_id,name\n" + "".join(f"{i},u{i}\n" for i in range(20))
+    )
+    pipeline = {
+        "name": "kill",
+        "credentials": pg_env,
+        "sources": {
+            "users": {
+                "type": "files",
+                "format": "csv",
+                "path": "users.csv",
+                "read_schema": "user_id BIGINT, name STRING",
+            }
+        },
+        "transforms": {
+            "big": {
+                "type": "sql",
+                "inputs": ["users"],
+                "query": "SELECT u.user_id, u.name FROM users u CROSS JOIN range(20000000)",
+            }
+        },
+        "sinks": {
+            "out": {
+                "type": "postgres",
+                "input": "big",
+                "table": table,
+                "mode": "append",
+                "credentials": "pg",
+                "connection": pg_connection_block,
+            }
+        },
+    }
+    (tmp_path / "slow.yaml").write_text(json.dumps(pipeline))
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from etl_core.cli import main; main()", "run", "slow.yaml"],
+        cwd=tmp_path,
+        start_new_session=True,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while process.poll() is None:
+        assert time.monotonic() < deadline, "staging never started"
+        if staging(pg, pg_schema):  # created by the driver just before the tasks start COPYing
+            break
+        time.sleep(0.2)
+    time.sleep(3.0)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert rows(pg, table) == [(1, "before")]
+    assert len(staging(pg, pg_schema)) == 1
+
+    pipeline["sinks"]["out"]["input"] = "users"
+    del pipeline["transforms"]
+    metrics = run_pipeline(pipeline, spark=etl_spark, host=get_plugin_host(), base_dir=tmp_path)
+    assert metrics.status == "succeeded"
+    assert staging(pg, pg_schema) == []
+    assert pg.execute(f"SELECT count(*) FROM {table}").fetchone() == (21,)
