@@ -299,3 +299,22 @@ def test_incremental_needs_the_modified_time_form(etl_run, tmp_path):
     pipeline["sources"]["users"]["incremental"] = {"column": "user_id"}
     with pytest.raises(ConfigError, match=r"sources\.users: .*incremental: \{by: modified_time\}"):
         etl_run(pipeline)
+
+
+def test_rerunning_a_completed_run_id_changes_nothing(etl_run, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("user_id,name\n1,a\n")
+    os.utime(inbox / "a.csv", (time.time() - 60, time.time() - 60))
+    pipeline = spec(mode="append")
+    pipeline["sources"]["users"].update(path="inbox", incremental={"by": "modified_time"})
+    etl_run(pipeline, run_id="daily-1")
+    state = tmp_path / ".etl" / "state" / "rec.json"
+    before = state.read_text()
+    (inbox / "b.csv").write_text("user_id,name\n2,b\n")
+    again = etl_run(pipeline, run_id="daily-1")
+    assert again.status == "succeeded" and again.stages == []
+    assert state.read_text() == before  # the bookmark did not move past b.csv
+    assert pq.read_table(tmp_path / "out").num_rows == 1
+    etl_run(pipeline, run_id="daily-2")
+    assert pq.read_table(tmp_path / "out").num_rows == 2

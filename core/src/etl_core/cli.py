@@ -107,8 +107,9 @@ def validate(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets:
         allow_plaintext_secrets=allow_plaintext_secrets,
     )
     spec = bound.spec
-    for name in bound.plan.unused:
-        click.echo(f"warning: dataset {name!r} feeds no sink", err=True)
+    if not click.get_current_context().find_root().params.get("quiet"):
+        for name in bound.plan.unused:
+            click.echo(f"warning: dataset {name!r} feeds no sink", err=True)
     click.echo(
         f"{pipeline}: valid ({len(spec.sources)} sources, {len(spec.transforms)} transforms, "
         f"{len(spec.sinks)} sinks)"

@@ -49,6 +49,7 @@ from etl_core.errors import (
     RunFailed,
     RunLocked,
     SecretError,
+    TransientError,
     short_error,
 )
 from etl_core.plugins import PluginHost
@@ -85,6 +86,9 @@ def run_lock(base_dir: Path, key: str) -> Iterator[Path]:
         finally:
             path.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+DONE_MARKER_DAYS = 30
 
 
 def live_runs(base_dir: Path) -> LiveRuns:
@@ -137,8 +141,12 @@ def clean_stale(
     finally:
         if own_secrets:
             secrets.close()
+    folder = spec.base_dir / ".etl" / "runs"
     for key in runs.dead:
-        (spec.base_dir / ".etl" / "runs" / f"{key}.lock").unlink(missing_ok=True)
+        (folder / f"{key}.lock").unlink(missing_ok=True)
+    for done in folder.glob("*.done"):  # completion markers answer reruns for 30 days
+        if time.time() - done.stat().st_mtime > DONE_MARKER_DAYS * 86400:
+            done.unlink(missing_ok=True)
     return dropped
 
 
@@ -563,9 +571,12 @@ class _Run:
             )
         except AnalysisException as exc:
             message = short_error(exc).splitlines()[0]  # the rest is the plan
-            raise ConfigError(
-                ConfigIssue(item.path, message, "fix the expression or the column names")
-            ) from None
+            fix = (
+                "check the source's path and options"
+                if isinstance(item.block, SourceSpec)
+                else "fix the expression or the column names"
+            )
+            raise ConfigError(ConfigIssue(item.path, message, fix)) from None
 
     def _stage(
         self,
@@ -592,7 +603,11 @@ class _Run:
         except EtlError:
             raise
         except Exception as exc:
-            raise LoadError(f"{item.path}: staging failed: {short_error(exc)}") from exc
+            message = f"{item.path}: staging failed: {short_error(exc)}"
+            # A connector's typed error raised inside a task reaches us as text: keep its type,
+            # so that retries can tell transient failures from permanent ones.
+            kind = TransientError if "TransientError" in str(exc) else LoadError
+            raise kind(message) from exc
         finally:
             if metrics is not None:  # the one action that computed this sink's rows
                 metrics.duration_s = time.monotonic() - started
@@ -699,7 +714,8 @@ def _inspection(
         RunMetrics(pipeline=spec.name, run_id="inspect", run_key=""),
     )
     store = bound.state
-    state.bookmarks = store.component().load(spec.base_dir, spec.name, store.options)
+    options = state.secrets.options_for(store)
+    state.bookmarks = store.component().load(spec.base_dir, spec.name, options)
     try:
         for name in bound.plan.order:
             state.frames[name] = state.dataset(name)[2]
@@ -824,7 +840,15 @@ def run(
     if control is not None:
         control.metrics = metrics
     secrets = _Secrets(bound, host)
-    with run_lock(spec.base_dir, key):
+    with run_lock(spec.base_dir, key) as lock:
+        done = lock.with_suffix(".done")
+        if done.exists():
+            # Rerunning a run id that fully published must not re-extract: its sinks would all
+            # be skipped by their ledgers while the bookmarks moved past unpublished rows.
+            say(f"run {run_id} already completed; nothing to do")
+            metrics.status = "succeeded"
+            metrics.finished_at = dt.datetime.now(dt.UTC)
+            return metrics
         host.run_started(pipeline=spec.name, run_id=run_id, run_key=key)
         state: _Run | None = None
         trace: RunTrace | None = None
@@ -856,6 +880,7 @@ def run(
             if control is not None:
                 control.start_publishing()
             state.publish_all()
+            done.touch()
             metrics.status = "succeeded"
         except BaseException as exc:
             metrics.status = "failed"
