@@ -349,7 +349,7 @@ def test_resolved_secrets_are_redacted_from_errors(etl_run, tmp_path, host, monk
     (tmp_path / ".etl" / "state" / "inc.json").write_text(json.dumps({"ids": "fail"}))
     spec = counting_pipeline()
     spec["sources"]["ids"]["password"] = {"secret": "env:COUNTING_PASSWORD"}
-    with pytest.raises(RunFailed) as failure:
+    with pytest.raises(PermanentError) as failure:  # redacted, and still permanent
         etl_run(spec, host=host)
     assert planted not in str(failure.value)
     assert "cannot log in with ***" in str(failure.value)
