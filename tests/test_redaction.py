@@ -6,8 +6,8 @@ log, any file under the work dir (dead letters, manifests, staging, state), exce
 ``etl validate`` and ``etl explain``, and the Spark session's conf and plans.
 
 The failing runs are real ``etl`` processes (whole-process output is the point); the rest runs
-in-process on the shared session. Stages covered: extract, transform, load. The validate stage
-does not exist yet (DESIGN §8): add a failing validator here when it lands.
+in-process on the shared session. Stages covered: extract, transform, validate (a quality rule
+that aborts the run), load.
 """
 
 from __future__ import annotations
@@ -252,6 +252,11 @@ def etl(planted: Planted, work: Path, *args: str) -> subprocess.CompletedProcess
     [
         ("extract", "sources.rows.fail=extract", "cannot connect to db://***:***@"),
         ("transform", "transforms.checked.fail=transform", "failed against db://***:***@"),
+        (
+            "validate",
+            'validate.checked={rules: [{sql: "id < 3"}], on_failure: abort}',
+            "data quality checks failed",
+        ),
         pytest.param(
             "load",
             "sinks.leaky_out.fail=load",
