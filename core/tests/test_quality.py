@@ -85,7 +85,7 @@ def expected_failures(rows: list[dict]) -> dict[str, set[int]]:
 
 
 def dead_letters(folder: Path) -> list[dict]:
-    files = [f for f in folder.rglob("*.json") if "_etl" not in f.parts]
+    files = [f for f in folder.rglob("*.jsonl") if "_etl" not in f.parts]
     return [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 

@@ -286,7 +286,7 @@ def test_dead_letters_are_published_first_with_the_run(etl_run, tmp_path, host):
     assert pq.read_table(tmp_path / "out").num_rows == 7
     folder = tmp_path / "dlq" / "t" / metrics.run_key / "transform"
     records = [
-        json.loads(line) for f in folder.glob("*.json") for line in f.read_text().splitlines()
+        json.loads(line) for f in folder.glob("*.jsonl") for line in f.read_text().splitlines()
     ]
     assert len(records) == 3
     first = records[0]

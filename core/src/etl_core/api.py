@@ -54,6 +54,7 @@ __all__ = [
     "NoOptions",
     "PermanentError",
     "PluginError",
+    "Rejected",
     "RuleResult",
     "RunFailed",
     "RunMetrics",
@@ -170,6 +171,9 @@ class Context:
     dataset: str
     component: str
     sink_index: int | None = None
+    #: a sink's ``on_reject`` (``fail`` or ``dead_letter``): what its loader does with rows
+    #: the target refuses (DESIGN §4 step 5)
+    on_reject: str = "fail"
     read_schema: str | None = None
     #: the source's ``incremental:`` block (e.g. ``{column: updated_at}``), if any
     incremental: Mapping[str, Any] | None = None
@@ -179,6 +183,10 @@ class Context:
     _dead_letter: Callable[[str, str, str, DataFrame], None] | None = attrs.field(
         default=None, repr=False
     )
+    #: whether the pipeline has a dead-letter sink (``errors.dead_letter``): the built-in
+    #: components route malformed rows and failed casts only then, and behave as before without
+    dead_letter_sink: bool = False
+    _persist: Callable[[DataFrame], DataFrame] | None = attrs.field(default=None, repr=False)
 
     def path(self, value: str | Path) -> Path:
         """A path from the config, relative to the pipeline file's folder."""
@@ -199,6 +207,13 @@ class Context:
             raise EtlError(f"{self.dataset}: no dead-letter route in this context")
         self._dead_letter(stage, self.dataset, self.component, records)
 
+    def persist(self, df: DataFrame) -> DataFrame:
+        """Persist ``df`` for the rest of the run (the runner unpersists it at the end): for a
+        frame that feeds two writes, such as rows that pass and rows dead-lettered."""
+        if self._persist is None:
+            return df.persist()
+        return self._persist(df)
+
 
 class Component(ABC):
     """What every component type declares. Subclasses set the class attributes."""
@@ -206,6 +221,12 @@ class Component(ABC):
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     capabilities: ClassVar[frozenset[str]] = frozenset({"batch"})
+
+    def endpoint(self, options: Any) -> str | None:
+        """The external endpoint this block talks to (``host:port``, a bucket, a topic), so
+        that blocks on the same endpoint share one circuit breaker; ``None`` (the default)
+        gives the block a breaker of its own. Never include secrets."""
+        return None
 
 
 class Extractor(Component):
@@ -219,6 +240,13 @@ class Extractor(Component):
 
     def extract_stream(self, ctx: Context, options: Any) -> DataFrame:
         raise PermanentError(f"{self.name} does not support streaming")
+
+    def replay(self, ctx: Context, options: Any, records: DataFrame, schema: Any) -> DataFrame:
+        """Rows of this source's ``extract`` dead letters (``etl dlq replay``), parsed back into
+        ``schema`` (the source's schema now). By default each record's ``row`` is JSON."""
+        from pyspark.sql import functions as F
+
+        return records.select(F.from_json("row", schema).alias("r")).select("r.*")
 
 
 class Transformer(Component):
@@ -330,8 +358,12 @@ class Loader(Component):
         """Write every row into a staging area in one Spark action; publish nothing."""
 
     @abstractmethod
-    def publish(self, ctx: Context, staged: Staged, options: Any) -> None:
-        """Make the staged rows visible atomically; a no-op if this run already published."""
+    def publish(self, ctx: Context, staged: Staged, options: Any) -> Sequence[Rejected] | None:
+        """Make the staged rows visible atomically; a no-op if this run already published.
+
+        With ``ctx.on_reject == "dead_letter"`` a loader may commit the rows the target
+        accepts and return the ones it refused; the runner publishes those to the dead
+        letters right after (DESIGN §4 step 5). Otherwise a refused row fails the publish."""
 
     @abstractmethod
     def discard(self, ctx: Context, staged: Staged, options: Any) -> None:
@@ -453,6 +485,16 @@ class StateStore(Component):
         self, base_dir: Path, pipeline: str, bookmarks: Mapping[str, Any], options: Any
     ) -> None:
         """Store the new marks (merged over the old ones) atomically."""
+
+
+@attrs.frozen
+class Rejected:
+    """A row the target refused while publishing: the row as JSON and the database's reason."""
+
+    row: str
+    message: str
+    #: what refused it, e.g. the constraint's name
+    rule: str = "load"
 
 
 @attrs.frozen

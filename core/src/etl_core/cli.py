@@ -279,3 +279,51 @@ def clean(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bo
     for item in dropped:
         click.echo(f"removed {item}")
     click.echo(f"{len(dropped)} stale staging area(s) removed")
+
+
+@main.group()
+def dlq() -> None:
+    """Work with dead letters (rows a run rejected)."""
+
+
+@dlq.command("replay")
+@click.argument("path", type=click.Path(exists=True))
+@click.option(
+    "--pipeline",
+    "pipeline",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The pipeline file to feed the dead letters into (after the fix).",
+)
+@click.option(
+    "--from-stage",
+    type=click.Choice(["extract", "validate", "transform"]),
+    help="Replay only the records of this stage.",
+)
+@_set_option
+@_plaintext_option
+@click.pass_context
+@_user_errors
+def dlq_replay(
+    ctx: click.Context,
+    path: str,
+    pipeline: str,
+    from_stage: str | None,
+    overrides: tuple[str, ...],
+    allow_plaintext_secrets: bool,
+) -> None:
+    """Feed the dead letters under PATH back into a pipeline; replaying twice is a no-op."""
+    from pathlib import Path
+
+    from etl_core import config
+    from etl_core.plugins import get_plugin_host
+    from etl_core.progress import ConsoleProgress
+    from etl_core.replay import replay
+
+    host = get_plugin_host()
+    bound = config.check(
+        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
+    )
+    with ConsoleProgress(quiet=ctx.obj["quiet"]) as progress:
+        metrics = replay(bound, host, Path(path), from_stage=from_stage, progress=progress)
+    click.echo(render_report(metrics))

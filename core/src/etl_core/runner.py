@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from etl_core.api import (
+    DEAD_LETTER_DDL,
     Context,
     CredentialProvider,
     LiveRuns,
     Loader,
+    Rejected,
     RuleResult,
     RunMetrics,
     Secret,
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Observation, SparkSession
 
     from etl_core.health import RunControl
+    from etl_core.replay import Replay
     from etl_core.tracing import RunTrace
 
 log = logging.getLogger("etl.run")
@@ -279,6 +282,10 @@ class _Run:
     staged: list[_Staging] = attrs.field(factory=list)
     trace: RunTrace | None = None
     control: RunControl | None = None
+    #: dead letters fed back in (``etl dlq replay``); ``None`` for a normal run
+    replay: Replay | None = None
+    #: rows each (stage, dataset) dead-lettered, observed in the dead letters' staging action
+    routed: list[tuple[str, str, Observation]] = attrs.field(factory=list)
     quality: list[tuple[BoundValidation, list[tuple[BoundRule, Validation]], Observation]] = (
         attrs.field(factory=list)
     )
@@ -297,8 +304,15 @@ class _Run:
             dataset=item.name,
             component=item.component.name,
             dead_letter=self._route_dead_letters,
+            dead_letter_sink=self.bound.dead_letter is not None,
+            persist=self._persist_frame,
             **extra,
         )
+
+    def _persist_frame(self, df: DataFrame) -> DataFrame:
+        df = df.persist()
+        self.persisted.append(df)
+        return df
 
     def _route_dead_letters(self, stage: str, dataset: str, component: str, df: DataFrame) -> None:
         from pyspark.sql import functions as F
@@ -316,6 +330,11 @@ class _Run:
             "source_position",
             "row",
         )
+        from pyspark.sql import Observation
+
+        observation = Observation(f"etl_{self.key}_d{len(self.routed)}")
+        records = records.observe(observation, F.count(F.lit(1)).alias("rows"))
+        self.routed.append((stage, dataset, observation))
         self.dead_letters.setdefault(stage, []).append(records)
 
     def observe(self, df: DataFrame, dataset: str, stage: str, component: str) -> DataFrame:
@@ -333,7 +352,7 @@ class _Run:
         plan = self.bound.plan
         for name in plan.unused:
             log.warning("etl: dataset %r feeds no sink and is not computed", name)
-        needed = plan.needed()
+        needed = plan.needed() if self.replay is None else self.replay.needed()
         for name in needed:
             routed_before = sum(len(frames) for frames in self.dead_letters.values())
             item, stage, df = self.dataset(name)
@@ -347,11 +366,19 @@ class _Run:
                 # its inputs now feed two writes (its output and the dead letters)
                 for input_name in plan.nodes[name].inputs:
                     self._persist(input_name)
+        if self.replay is not None:
+            self.proposed.clear()  # a replay never moves the bookmarks
         if self.dead_letters and self.bound.dead_letter is None:
             raise RunFailed(
                 f"datasets route rejected rows ({', '.join(sorted(self.dead_letters))} stage) but "
                 "no dead-letter sink is configured; add `errors: {dead_letter: {type: files, "
                 "path: dlq/}}`"
+            )
+        rejecting = [n for n, s in self.spec.sinks.items() if s.on_reject == "dead_letter"]
+        if rejecting and self.bound.dead_letter is None:
+            raise RunFailed(
+                f"sinks {', '.join(rejecting)} have `on_reject: dead_letter` but no dead-letter "
+                "sink is configured; add `errors: {dead_letter: {type: files, path: dlq/}}`"
             )
 
     def validate(self, df: DataFrame, validation: BoundValidation) -> DataFrame:
@@ -534,18 +561,111 @@ class _Run:
             else:
                 metrics.rows_out = metrics.rows_in
         self.metrics.stages = [m for m in self.metrics.stages if m.stage != "validated"]
+        self._count_dead_letters()
+        self._check_budget()
         if failures:
             raise ValidationFailed(
                 "data quality checks failed, nothing was published:\n"
                 + "\n".join(f"  - {f}" for f in failures)
             )
 
+    def _count_dead_letters(self) -> None:
+        """rows in = rows passed + rows dead-lettered, for the stages that route rows (extract,
+        transform) from the counts their staging observed; ``validate`` counts its own."""
+        routed: dict[tuple[str, str], int] = {}
+        for stage, dataset, observation in self.routed:
+            rows = (_observed(observation) or {}).get("rows") or 0
+            routed[dataset, stage] = routed.get((dataset, stage), 0) + rows
+        for (dataset, stage), rows in routed.items():
+            metrics = self.metrics.stage(dataset, stage)
+            if metrics is None or stage == "validate":
+                continue
+            metrics.rows_rejected = metrics.dead_lettered = rows
+            if metrics.rows_out is not None:
+                metrics.rows_in = metrics.rows_out + rows
+
+    def _check_budget(self) -> None:
+        """The error budget (DESIGN §7): ``max_bad_rows`` bounds every row the run
+        dead-lettered, ``max_bad_ratio`` each rejecting stage's share of the rows entering it."""
+        errors = self.spec.errors
+        rejecting = [m for m in self.metrics.stages if m.dead_lettered]
+        problems = []
+        total = sum(m.dead_lettered for m in rejecting)
+        if errors.max_bad_rows is not None and total > errors.max_bad_rows:
+            where = ", ".join(f"{m.dataset} ({m.stage}) {m.dead_lettered}" for m in rejecting)
+            problems.append(
+                f"{total} rows dead-lettered ({where}): more than errors.max_bad_rows = "
+                f"{errors.max_bad_rows}"
+            )
+        for m in rejecting if errors.max_bad_ratio is not None else ():
+            if m.rows_in and m.dead_lettered / m.rows_in > errors.max_bad_ratio:
+                problems.append(
+                    f"{m.dataset} ({m.stage}): {m.dead_lettered} of {m.rows_in} rows "
+                    f"dead-lettered ({m.dead_lettered / m.rows_in:.2%}): more than "
+                    f"errors.max_bad_ratio = {errors.max_bad_ratio}"
+                )
+        if problems:
+            raise RunFailed(
+                "the error budget is exceeded, nothing was published:\n"
+                + "\n".join(f"  - {p}" for p in problems)
+            )
+
     def _persist(self, name: str) -> None:
         """Compute ``name`` once for all its writes. Spark matches cached plans when a job
         runs, so frames already derived from it use the cache too."""
-        df = self.frames[name]
+        df = self.frames.get(name)
+        if df is None:  # not computed: a replay feeds the transform reading it
+            return
         if not any(df is done for done in self.persisted):
             self.persisted.append(df.persist())
+
+    def _guarded(self, item: Bound, what: str, call: Callable[[], Any], options: Any) -> Any:
+        """``call`` (one connector call of ``item``) with the block's retry policy and circuit
+        breaker: its own ``retry``/``circuit_breaker`` over the ``errors:`` defaults."""
+        from etl_core import resilience
+
+        policy, circuit = resilience.block_settings(item.block, self.spec.errors)
+        if policy.attempts <= 1 and circuit is None:
+            return call()
+        endpoint = None
+        if circuit is not None:
+            endpoint = item.component().endpoint(options) or f"{self.spec.name}/{item.path}"
+
+        def on_retry(attempt: int, attempts: int, wait_s: float, error: BaseException) -> None:
+            self.metrics.retries += 1
+            message = self.secrets.redact(short_error(error).splitlines()[0])
+            log.warning(
+                "etl: retrying %s.%s in %.3gs (attempt %d/%d): %s",
+                item.path,
+                what,
+                wait_s,
+                attempt,
+                attempts,
+                message,
+            )
+
+        def on_state(name: str, state: str) -> None:
+            self.metrics.breaker_states[self.secrets.redact(name)] = state
+
+        routed = {stage: len(frames) for stage, frames in self.dead_letters.items()}
+
+        def attempt() -> Any:
+            try:
+                return call()
+            except BaseException:  # a failed attempt's dead letters must not count twice
+                for stage, frames in self.dead_letters.items():
+                    del frames[routed.get(stage, 0) :]
+                raise
+
+        return resilience.guarded(
+            attempt,
+            name=f"{item.path}.{what}",
+            retry=policy,
+            endpoint=endpoint,
+            circuit=circuit,
+            on_retry=on_retry,
+            on_state=on_state,
+        )
 
     def dataset(self, name: str) -> tuple[Bound, str, DataFrame]:
         """Call the source's extractor or the transform's transformer for one dataset."""
@@ -553,6 +673,8 @@ class _Run:
 
         item = self.bound.sources.get(name) or self.bound.transforms[name]
         options = self.secrets.options_for(item)
+        if self.replay is not None and name in self.replay.datasets:
+            return self.replay.dataset(self, item, options)
         try:
             if isinstance(item.block, SourceSpec):
                 ctx = self.context(
@@ -562,13 +684,23 @@ class _Run:
                     bookmark=self.bookmarks.get(name),
                     propose_bookmark=self.proposed.__setitem__,
                 )
-                return item, "extract", item.component().extract(ctx, options)
-            inputs = {i: self.frames[i] for i in self.spec.transforms[name].inputs}
-            return (
+                extractor = item.component()
+                df = self._guarded(
+                    item, "extract", lambda: extractor.extract(ctx, options), options
+                )
+                return item, "extract", df
+            if self.replay is not None and name in self.replay.transforms:
+                inputs = self.replay.inputs(self, name)
+            else:
+                inputs = {i: self.frames[i] for i in self.spec.transforms[name].inputs}
+            transformer = item.component()
+            df = self._guarded(
                 item,
                 "transform",
-                item.component().transform(self.context(item), inputs, options),
+                lambda: transformer.transform(self.context(item), inputs, options),
+                options,
             )
+            return item, "transform", df
         except AnalysisException as exc:
             message = short_error(exc).splitlines()[0]  # the rest is the plan
             fix = (
@@ -590,7 +722,8 @@ class _Run:
     ) -> None:
         if self.control is not None:
             self.control.check()
-        ctx = self.context(item, sink_index=index)
+        on_reject = getattr(item.block, "on_reject", "fail")  # sinks only; dead letters fail
+        ctx = self.context(item, sink_index=index, on_reject=on_reject)
         # Registered before the action, so a failed stage is discarded with the others.
         entry = _Staging(
             item, loader, options, ctx, Staged(item.name, index, self.key), dead_letter
@@ -598,16 +731,21 @@ class _Run:
         self.staged.append(entry)
         self.progress(f"staging {item.name} ({loader.name})")
         started, started_ns = time.monotonic(), time.time_ns()
-        try:
-            entry.handle = loader.stage(ctx, df, options)
-        except EtlError:
-            raise
-        except Exception as exc:
-            message = f"{item.path}: staging failed: {short_error(exc)}"
-            # A connector's typed error raised inside a task reaches us as text: keep its type,
-            # so that retries can tell transient failures from permanent ones.
-            kind = TransientError if "TransientError" in str(exc) else LoadError
-            raise kind(message) from exc
+
+        def stage() -> Staged:
+            try:
+                return loader.stage(ctx, df, options)
+            except EtlError:
+                raise
+            except Exception as exc:
+                message = f"{item.path}: staging failed: {short_error(exc)}"
+                # A connector's typed error raised inside a task reaches us as text: keep its
+                # type, so that retries can tell transient failures from permanent ones.
+                kind = TransientError if "TransientError" in str(exc) else LoadError
+                raise kind(message) from exc
+
+        try:  # a retry re-stages: stage() rebuilds its staging from (pipeline, run_id, sink)
+            entry.handle = self._guarded(item, "stage", stage, options)
         finally:
             if metrics is not None:  # the one action that computed this sink's rows
                 metrics.duration_s = time.monotonic() - started
@@ -617,12 +755,15 @@ class _Run:
     def stage_all(self) -> None:
         sinks = self.bound.plan.sinks
         for index, name in enumerate(sinks):
+            if self.replay is not None and name not in self.replay.sinks:
+                continue  # a replay writes only the sinks downstream of the replayed rows
             item = self.bound.sinks[name]
-            df = self.observe(
-                self.frames[self.spec.sinks[name].input], name, "load", item.component.name
-            )
+            # A sink writes every row of its input: its count is the input's, observed already
+            # (another observe here would cost a codegen break over every row).
+            loads = StageMetrics(dataset=name, stage="load", component=item.component.name)
+            self.metrics.stages.append(loads)
+            df = self.frames[self.spec.sinks[name].input]
             options = self.secrets.options_for(item)
-            loads = self.metrics.stages[-1]  # what observe() just added
             self._stage(item, item.component(), options, index, df, metrics=loads)
         dead_letter = self.bound.dead_letter
         if not self.dead_letters or dead_letter is None:
@@ -646,16 +787,19 @@ class _Run:
             self._stage(sink, loader, options, index, records, dead_letter=True, metrics=loads)
 
     def collect_counts(self) -> None:
+        final_rows: dict[str, int | None] = {}  # each dataset's last observed count
         for metrics, observation in self.observations:
             rows = (_observed(observation) or {}).get("rows")
             if metrics.stage == "dead_letter":
                 self.metrics.dead_letters += rows or 0
                 metrics.stage = "load"
                 metrics.rows_out = rows
-            elif metrics.stage == "load":
-                metrics.rows_in = metrics.rows_out = rows
             else:
-                metrics.rows_out = rows
+                metrics.rows_out = final_rows[metrics.dataset] = rows
+        for metrics in self.metrics.stages:
+            if metrics.stage == "load" and metrics.dataset in self.spec.sinks:
+                rows = final_rows.get(self.spec.sinks[metrics.dataset].input)
+                metrics.rows_in = metrics.rows_out = rows
         self.progress(
             "staged: "
             + ", ".join(
@@ -665,9 +809,19 @@ class _Run:
 
     def publish_all(self) -> None:
         for entry in sorted(self.staged, key=lambda e: not e.dead_letter):  # dead letters first
+            counted = self.metrics.stage(entry.item.name, "load")
+            if entry.dead_letter and counted is not None and counted.rows_out == 0:
+                entry.loader.discard(entry.ctx, entry.handle, entry.options)  # none were rejected
+                self.staged.remove(entry)
+                continue
             self.progress(f"publishing {entry.item.name}")
             try:
-                entry.loader.publish(entry.ctx, entry.handle, entry.options)
+                rejected = self._guarded(  # a retry is safe: publishing twice is a no-op
+                    entry.item,
+                    "publish",
+                    lambda e=entry: e.loader.publish(e.ctx, e.handle, e.options),  # type: ignore[misc]
+                    entry.options,
+                )
             except Exception as exc:
                 done = ", ".join(self.metrics.published) or "none"
                 raise RunFailed(
@@ -677,10 +831,65 @@ class _Run:
                 ) from exc
             self.metrics.published.append(entry.item.name)
             self.staged.remove(entry)
+            if rejected:
+                self._publish_rejected(entry, list(rejected))
         if self.proposed:
             state = self.bound.state
             options = self.secrets.options_for(state)
             state.component().save(self.spec.base_dir, self.spec.name, self.proposed, options)
+
+    def _publish_rejected(self, entry: _Staging, rejected: list[Rejected]) -> None:
+        """DESIGN §4 step 5: rows a sink's publish refused (``on_reject: dead_letter``) go to
+        the dead letters right after that sink published, in a small stage + publish of their
+        own, and count in the report. Few rows by nature, so they come from the driver."""
+        dead_letter = self.bound.dead_letter
+        sink = entry.item.name
+        if dead_letter is None:  # build() refuses on_reject: dead_letter without one
+            raise RunFailed(f"{entry.item.path}: refused rows but no dead-letter sink")
+        now = dt.datetime.now(dt.UTC)
+        records = self.spark.createDataFrame(
+            [
+                (self.spec.name, self.run_id, "load", entry.loader.name, sink,
+                 [(r.rule, self.secrets.redact(r.message), "error")], now, None,
+                 self.secrets.redact(r.row))
+                for r in rejected
+            ],
+            DEAD_LETTER_DDL,
+        )  # fmt: skip
+        loader: Loader = dead_letter.component()
+        options = loader.dead_letter_options(
+            self.secrets.options_for(dead_letter),
+            pipeline=self.spec.name,
+            run_key=self.key,
+            stage=f"load/{sink}",  # one folder per sink: each publishes on its own
+        )
+        name = f"dead_letter.load.{sink}"
+        item = attrs.evolve(dead_letter, name=name, path=f"errors.dead_letter (load, {sink})")
+        index = len(self.bound.plan.sinks) + len(self.dead_letters) + len(self.metrics.published)
+        self._stage(item, loader, options, index, records, dead_letter=True)
+        follow_up = self.staged[-1]
+        self.progress(f"publishing {name} ({len(rejected)} row(s) {sink} refused)")
+        try:
+            loader.publish(follow_up.ctx, follow_up.handle, follow_up.options)
+        except Exception as exc:
+            raise RunFailed(
+                f"{item.path}: publishing the {len(rejected)} row(s) {sink} refused failed: "
+                f"{short_error(exc)} ({sink} itself was published)",
+                published=self.metrics.published,
+            ) from exc
+        self.staged.remove(follow_up)
+        self.metrics.published.append(name)
+        count = len(rejected)
+        self.metrics.dead_letters += count
+        loads = self.metrics.stage(sink, "load")
+        if loads is not None:
+            if loads.rows_out is not None:
+                loads.rows_out -= count
+            loads.rows_rejected += count
+            loads.dead_lettered += count
+        self.metrics.stages.append(
+            StageMetrics(name, "load", loader.name, rows_in=count, rows_out=count)
+        )
 
     def discard_all(self) -> None:
         for entry in self.staged:
@@ -825,6 +1034,7 @@ def run(
     progress: Progress | None = None,
     control: RunControl | None = None,
     span_exporter: Any = None,
+    replay: Replay | None = None,
 ) -> RunMetrics:
     """Run a bound pipeline once. Returns the metrics; raises :class:`EtlError` on failure
     (the metrics are then on the exception as ``exc.metrics``).
@@ -870,6 +1080,7 @@ def run(
                 say(f"removed stale staging {dropped}")
             state = _Run(bound, host, spark, run_id, key, secrets, say, metrics)
             state.trace, state.control = trace, control
+            state.replay = replay
             store = bound.state
             options = secrets.options_for(store)
             state.bookmarks = store.component().load(spec.base_dir, spec.name, options)

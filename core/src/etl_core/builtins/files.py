@@ -117,11 +117,16 @@ class FilesExtractor(Extractor):
         reader = ctx.spark.read.format(_spark_format(options.format)).options(
             **_reader_options(options.format, options.header, options.delimiter, options.options)
         )
+        capture = _captures_malformed(ctx, options)
         if ctx.read_schema:
-            reader = reader.schema(ctx.read_schema)
+            reader = reader.schema(
+                f"{ctx.read_schema}, `{CORRUPT}` STRING" if capture else ctx.read_schema
+            )
+        if capture:
+            reader = reader.options(mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT)
         listed = manifest_files(root) if root.is_dir() else None
         if ctx.incremental is None and listed is None:
-            return reader.load(str(root))
+            return _split_malformed(ctx, options, reader.load(str(root)), capture)
         if listed is None:
             every = _list_files(root)
         else:
@@ -133,7 +138,7 @@ class FilesExtractor(Extractor):
             if paths:
                 ctx.propose_bookmark(max(p.stat().st_mtime for p in paths))
         if paths:
-            return reader.load([str(p) for p in paths])
+            return _split_malformed(ctx, options, reader.load([str(p) for p in paths]), capture)
         if ctx.read_schema:
             return ctx.spark.createDataFrame([], ctx.read_schema)
         if every:  # nothing new: an empty dataset with the files' schema
@@ -142,6 +147,91 @@ class FilesExtractor(Extractor):
             f"{root} has no data files; declare `read_schema` on the source to read it as an "
             "empty dataset"
         )
+
+    def replay(
+        self, ctx: Context, options: FilesSourceOptions, records: DataFrame, schema: Any
+    ) -> DataFrame:
+        """Parse the malformed lines of ``extract`` dead letters again with this source's
+        (fixed) options and schema; lines that still do not parse are dead-lettered again."""
+        from pyspark.sql import functions as F
+
+        if options.format == "parquet":
+            return super().replay(ctx, options, records, schema)
+        parse = {
+            **_reader_options(options.format, False, options.delimiter, options.options),
+            "mode": "PERMISSIVE",
+            "columnNameOfCorruptRecord": CORRUPT,
+        }
+        parse.pop("header", None)
+        fields = [*schema.fields, *([] if CORRUPT in schema.names else [_corrupt_field()])]
+        ddl = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in fields)
+        if options.format == "csv":
+            parsed = F.from_csv(F.col("row"), ddl, parse)
+        else:
+            parsed = F.from_json(F.col("row"), ddl, parse)
+        rows = records.select(parsed.alias("_etl_r"), "row", "source_position").select(
+            "_etl_r.*", "row", "source_position"
+        )
+        return _split_malformed(ctx, options, rows, True, prepared=True)
+
+
+CORRUPT = "_etl_corrupt_record"
+_POSITION = "_etl_source_position"
+
+
+def _corrupt_field() -> Any:
+    from pyspark.sql import types as T
+
+    return T.StructField(CORRUPT, T.StringType())
+
+
+def _captures_malformed(ctx: Context, options: FilesSourceOptions) -> bool:
+    """Malformed csv/json lines go to the dead letters when the pipeline has a dead-letter sink,
+    the source declares its ``read_schema`` and its options choose no parse ``mode``."""
+    return (
+        ctx.dead_letter_sink
+        and ctx.read_schema is not None
+        and options.format != "parquet"
+        and not any(key.lower() == "mode" for key in options.options)
+    )
+
+
+def _split_malformed(
+    ctx: Context,
+    options: FilesSourceOptions,
+    df: DataFrame,
+    capture: bool,
+    prepared: bool = False,
+) -> DataFrame:
+    """Route the rows Spark could not parse (the corrupt-record column is set) to the dead
+    letters with their file, and return the others. Parsed once: the frame is persisted, which
+    is also what lets Spark query the corrupt-record column alone."""
+    from pyspark.sql import functions as F
+
+    if not capture:
+        return df
+    if prepared:  # replayed records: the line and its position are already columns
+        df = df.withColumnsRenamed({"row": CORRUPT + "_line", "source_position": _POSITION})
+        line = F.coalesce(F.col(CORRUPT), F.col(CORRUPT + "_line"))
+        df = df.withColumn(CORRUPT, F.when(F.col(CORRUPT).isNotNull(), line))
+        df = df.drop(CORRUPT + "_line")
+    else:
+        df = df.withColumn(_POSITION, F.input_file_name())
+    df = ctx.persist(df)
+    error = F.struct(
+        F.lit("malformed").alias("rule"),
+        F.lit(f"malformed {options.format} record: it does not match the read schema").alias(
+            "message"
+        ),
+        F.lit("error").alias("severity"),
+    )
+    malformed = df.filter(F.col(CORRUPT).isNotNull()).select(
+        F.array(error).alias("errors"),
+        F.col(CORRUPT).alias("row"),
+        F.col(_POSITION).alias("source_position"),
+    )
+    ctx.dead_letter("extract", malformed)
+    return df.filter(F.col(CORRUPT).isNull()).drop(CORRUPT, _POSITION)
 
 
 def _list_files(root: Path) -> list[Path]:
@@ -196,6 +286,11 @@ class FilesLoader(Loader):
         if options.partition_by:
             writer = writer.partitionBy(*options.partition_by)
         writer.save(str(staging))
+        if options.format == "jsonl":  # Spark names JSON lines files .json
+            for part in data_files(staging):
+                if ".json" in part.name:
+                    name = part.name.replace(".json", ".jsonl", 1)
+                    (staging / part).replace(staging / part.with_name(name))
         return Staged(ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": str(staging)})
 
     @staticmethod

@@ -141,13 +141,59 @@ class SelectTransform(Transformer):
         from pyspark.sql import functions as F
 
         (df,) = inputs.values()
+        routed = bool(options.cast) and ctx.dead_letter_sink
+        if routed:  # the input row as JSON, for the dead letters (pruned where unused)
+            row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
+            df = df.withColumn(_INPUT_ROW, row)
         if options.columns:
-            df = df.selectExpr(*options.columns)
+            extra = [F.col(_INPUT_ROW).alias(_INPUT_ROW + "_")] if routed else []
+            df = df.select(*[F.expr(c) for c in options.columns], *extra)
+            if routed:  # a `*` in the columns picks the row up too
+                df = df.drop(_INPUT_ROW).withColumnRenamed(_INPUT_ROW + "_", _INPUT_ROW)
         if options.rename:
             df = df.withColumnsRenamed(options.rename)
-        if options.cast:
-            df = df.withColumns({c: F.col(c).cast(t) for c, t in options.cast.items()})
-        return df
+        if not options.cast:
+            return df
+        if not routed:
+            return df.withColumns({c: F.col(c).cast(t) for c, t in options.cast.items()})
+        # try_cast semantics: a value that does not convert sends its row to the dead letters
+        failed = {
+            f"_etl_cast_{i}": F.col(c).isNotNull() & F.col(c).try_cast(t).isNull()
+            for i, (c, t) in enumerate(options.cast.items())
+        }
+        flagged = df.withColumns(failed)
+        reasons = F.filter(
+            F.array(
+                *[
+                    F.when(
+                        F.col(f"_etl_cast_{i}"),
+                        F.struct(
+                            F.lit("cast").alias("rule"),
+                            F.concat(
+                                F.lit(f"cannot cast {c} value "),
+                                F.col(c).cast("string"),
+                                F.lit(f" to {t}"),
+                            ).alias("message"),
+                            F.lit("error").alias("severity"),
+                        ),
+                    )
+                    for i, (c, t) in enumerate(options.cast.items())
+                ]
+            ),
+            lambda reason: reason.isNotNull(),
+        )
+        broken = F.lit(False)
+        for flag in failed:
+            broken = broken | F.col(flag)
+        ctx.dead_letter(
+            "transform",
+            flagged.filter(broken).select(reasons.alias("errors"), F.col(_INPUT_ROW).alias("row")),
+        )
+        casts = {c: F.col(c).try_cast(t) for c, t in options.cast.items()}
+        return flagged.filter(~broken).withColumns(casts).drop(_INPUT_ROW, *failed)
+
+
+_INPUT_ROW = "_etl_input_row"
 
 
 # --- helpers shared by the transforms below -----------------------------------------------

@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
+
 from etl_core import (
     Context,
     Extractor,
@@ -16,6 +18,7 @@ from etl_core import (
     Loader,
     LoadError,
     PermanentError,
+    Rejected,
     Staged,
 )
 from etl_core.relational import LEDGER_TABLE, partition_bounds, run_key_of_staging, staging_table
@@ -208,6 +211,28 @@ class PostgresExtractor(Extractor):
         return predicates
 
 
+#: target types a text staging column reaches by assignment (a value too long fails)
+STRING_TYPES = ("text", "varchar", "bpchar", "name")
+
+
+def _nested(data_type: Any) -> bool:
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if isinstance(data_type, ArrayType):
+        return _nested(data_type.elementType)
+    return isinstance(data_type, (StructType, MapType))
+
+
+def _json_for_nested(df: DataFrame) -> DataFrame:
+    """Structs, maps and arrays holding them travel as JSON text (stored as jsonb)."""
+    from pyspark.sql import functions as F
+
+    nested = {
+        f.name: F.to_json(F.col(f"`{f.name}`")) for f in df.schema.fields if _nested(f.dataType)
+    }
+    return df.withColumns(nested) if nested else df
+
+
 _CREATED = re.compile(r"created_epoch=(\d+(?:\.\d+)?)")
 
 
@@ -253,16 +278,22 @@ class PostgresLoader(Loader):
                     f"{ident(f.name)} {pg_type_of_spark(f.dataType)}" for f in df.schema.fields
                 )
                 conn.execute(f"CREATE UNLOGGED TABLE {stg} ({columns})")
+                self._land_as_text(conn, schema, staging, stg, remember=True)
             else:
                 self._refuse_rows(conn, target, options, what)
                 self._drift(conn, target, existing, df, options, what)
+                # on_reject: dead_letter stages without the target's constraints; the rows
+                # they refuse are isolated at publish, with the database's reason
+                rejecting = ctx.on_reject == "dead_letter"
+                constraints = "" if rejecting else " INCLUDING CONSTRAINTS"
                 conn.execute(
-                    f"CREATE UNLOGGED TABLE {stg} "
-                    f"(LIKE {target} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                    f"CREATE UNLOGGED TABLE {stg} (LIKE {target} INCLUDING DEFAULTS{constraints})"
                 )
                 for column in existing:
                     if column.name not in fields:
                         conn.execute(f"ALTER TABLE {stg} DROP COLUMN {ident(column.name)} CASCADE")
+                    elif rejecting:
+                        self._relax(conn, stg, column)
                 self._land_as_text(conn, schema, staging, stg)
             note = f"etl staging of {ctx.pipeline}/{ctx.dataset}: created_epoch={time.time():.0f}"
             conn.execute(f"COMMENT ON TABLE {stg} IS {literal(conn, note)}")
@@ -273,7 +304,7 @@ class PostgresLoader(Loader):
             "types": {c.name: arrow_code(write_arrow_type(c)) for c in staged_columns},
         }
         ctx.spark.dataSource.register(PostgresDataSource)
-        df.write.format(NAME).mode("append").options(
+        _json_for_nested(df).write.format(NAME).mode("append").options(
             **_data_source_options(info, plan, what)
         ).save()
         return Staged(
@@ -319,12 +350,29 @@ class PostgresLoader(Loader):
             )
 
     @staticmethod
-    def _land_as_text(conn: psycopg.Connection, schema: str, staging: str, stg: str) -> None:
+    def _relax(conn: psycopg.Connection, stg: str, column: PgColumn) -> None:
+        """A staging column that accepts what the target may refuse (``on_reject:
+        dead_letter``): no NOT NULL, and bounded strings as text (the merge's assignment cast
+        refuses a value that is too long, row by row)."""
+        quoted = ident(column.name)
+        conn.execute(f"ALTER TABLE {stg} ALTER COLUMN {quoted} DROP NOT NULL")
+        if column.typname in ("varchar", "bpchar"):
+            conn.execute(f"ALTER TABLE {stg} ALTER COLUMN {quoted} TYPE text")
+
+    @staticmethod
+    def _land_as_text(
+        conn: psycopg.Connection, schema: str, staging: str, stg: str, *, remember: bool = False
+    ) -> None:
         """Columns Arrow cannot COPY into (uuid, jsonb, time, interval, ...) land as text and
-        are cast to their type by the publish; CHECKs on them are left to the target."""
+        are cast to their type by the publish; CHECKs on them are left to the target.
+        ``remember``: the staging shapes a target still to create, so the column's comment
+        keeps its type (``etl_type=jsonb``) for the publish."""
         for column in table_columns(conn, stg) or []:
             if write_arrow_type(column) is not None:
                 continue
+            if remember:
+                note = literal(conn, f"etl_type={column.formatted}")
+                conn.execute(f"COMMENT ON COLUMN {stg}.{ident(column.name)} IS {note}")
             for (constraint,) in conn.execute(
                 "SELECT conname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = "
                 "c.conrelid AND a.attnum = ANY(c.conkey) WHERE c.conrelid = %s::regclass "
@@ -336,7 +384,7 @@ class PostgresLoader(Loader):
             conn.execute(f"ALTER TABLE {stg} ALTER COLUMN {quoted} DROP DEFAULT")
             conn.execute(f"ALTER TABLE {stg} ALTER COLUMN {quoted} TYPE text USING {quoted}::text")
 
-    def publish(self, ctx: Context, staged: Staged, options: PostgresSinkOptions) -> None:
+    def publish(self, ctx: Context, staged: Staged, options: PostgresSinkOptions) -> list[Rejected]:
         info, what = ConnInfo.from_options(options), self._what(ctx, options)
         schema, target, staging = self._names(ctx, options)
         stg, ledger = ident(schema, staging), ident(schema, LEDGER_TABLE)
@@ -353,7 +401,7 @@ class PostgresLoader(Loader):
             ).rowcount
             if not claimed:  # this run already published this sink
                 conn.execute(f"DROP TABLE IF EXISTS {stg}")
-                return
+                return []
             staged_columns = table_columns(conn, stg)
             if staged_columns is None:
                 raise LoadError(
@@ -363,11 +411,74 @@ class PostgresLoader(Loader):
             existing = table_columns(conn, target)
             if existing is None:
                 conn.execute(f"CREATE TABLE {target} (LIKE {stg} INCLUDING DEFAULTS)")
+                for column, kind in conn.execute(
+                    "SELECT attname, substr(col_description(attrelid, attnum), 10) FROM "
+                    "pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND "
+                    "col_description(attrelid, attnum) LIKE 'etl_type=%%'",
+                    [stg],
+                ).fetchall():
+                    quoted = ident(column)
+                    conn.execute(
+                        f"ALTER TABLE {target} ALTER COLUMN {quoted} TYPE {kind} "
+                        f"USING {quoted}::{kind}"
+                    )
                 if options.key:
                     conn.execute(f"ALTER TABLE {target} ADD PRIMARY KEY ({names(options.key)})")
-                existing = staged_columns
-            self._merge(conn, target, stg, staged_columns, existing, options, what)
+                existing = table_columns(conn, target) or staged_columns
+            if ctx.on_reject == "dead_letter":
+                rejected = self._merge_rejecting(
+                    conn, target, stg, staged_columns, existing, options, what
+                )
+            else:
+                self._merge(conn, target, stg, staged_columns, existing, options, what)
+                rejected = []
             conn.execute(f"DROP TABLE {stg}")
+        return rejected
+
+    @staticmethod
+    def _merge_statement(
+        source: str,
+        target: str,
+        staged: list[PgColumn],
+        existing: list[PgColumn],
+        options: PostgresSinkOptions,
+        where: str = "",
+    ) -> str:
+        types = {c.name: c for c in existing}
+        columns = [c.name for c in staged]
+        select = ", ".join(
+            f"{ident(c.name)}::{types[c.name].formatted}"
+            if c.typname == "text" and types[c.name].typname not in STRING_TYPES
+            else ident(c.name)  # strings by assignment: too long fails, never truncates
+            for c in staged
+        )
+        statement = f"INSERT INTO {target} ({names(columns)}) SELECT {select} FROM {source}{where}"  # noqa: S608
+        if options.mode == "upsert":
+            updates = [c for c in columns if c not in options.key]
+            action = (
+                "DO UPDATE SET " + ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updates)
+                if updates
+                else "DO NOTHING"
+            )
+            statement += f" ON CONFLICT ({names(options.key)}) {action}"
+        return statement
+
+    @staticmethod
+    def _before_merge(
+        conn: psycopg.Connection, target: str, options: PostgresSinkOptions, what: str
+    ) -> None:
+        if options.mode == "error":
+            PostgresLoader._refuse_rows(conn, target, options, what)
+        if options.mode == "overwrite":
+            conn.execute(f"DELETE FROM {target}")  # noqa: S608
+
+    @staticmethod
+    def _duplicate_keys(options: PostgresSinkOptions, what: str) -> LoadError:
+        return LoadError(
+            f"{what}: the input holds several rows with the same key "
+            f"({', '.join(options.key)}); upsert refuses to pick one. Deduplicate first, "
+            "e.g. a `deduplicate` transform on the key ordered by a timestamp"
+        )
 
     @staticmethod
     def _merge(
@@ -381,35 +492,92 @@ class PostgresLoader(Loader):
     ) -> None:
         import psycopg
 
-        types = {c.name: c for c in existing}
-        columns = [c.name for c in staged]
-        select = ", ".join(
-            f"{ident(c.name)}::{types[c.name].formatted}"
-            if c.typname == "text" and types[c.name].typname != "text"
-            else ident(c.name)
-            for c in staged
-        )
-        if options.mode == "error":
-            PostgresLoader._refuse_rows(conn, target, options, what)
-        if options.mode == "overwrite":
-            conn.execute(f"DELETE FROM {target}")  # noqa: S608
-        statement = f"INSERT INTO {target} ({names(columns)}) SELECT {select} FROM {stg}"  # noqa: S608
-        if options.mode == "upsert":
-            updates = [c for c in columns if c not in options.key]
-            action = (
-                "DO UPDATE SET " + ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updates)
-                if updates
-                else "DO NOTHING"
-            )
-            statement += f" ON CONFLICT ({names(options.key)}) {action}"
+        PostgresLoader._before_merge(conn, target, options, what)
         try:
-            conn.execute(statement)
+            conn.execute(PostgresLoader._merge_statement(stg, target, staged, existing, options))
         except psycopg.errors.CardinalityViolation:
-            raise LoadError(
-                f"{what}: the input holds several rows with the same key "
-                f"({', '.join(options.key)}); upsert refuses to pick one. Deduplicate first, "
-                "e.g. a `deduplicate` transform on the key ordered by a timestamp"
-            ) from None
+            raise PostgresLoader._duplicate_keys(options, what) from None
+
+    @staticmethod
+    def _merge_rejecting(
+        conn: psycopg.Connection,
+        target: str,
+        stg: str,
+        staged: list[PgColumn],
+        existing: list[PgColumn],
+        options: PostgresSinkOptions,
+        what: str,
+    ) -> list[Rejected]:
+        """``on_reject: dead_letter`` (DESIGN §4 step 5): the merge in a savepoint; if the
+        target refuses a row (a data exception or a constraint: SQLSTATE classes 22 and 23),
+        number the staged rows and bisect them, each half in its own savepoint, down to the
+        single rows refused. Returns those, each with the database's reason; the rest stay
+        merged in this (still open) transaction."""
+        import psycopg
+
+        PostgresLoader._before_merge(conn, target, options, what)
+
+        def attempt(source: str, where: str = "") -> psycopg.Error | None:
+            conn.execute("SAVEPOINT etl_merge")
+            try:
+                conn.execute(
+                    PostgresLoader._merge_statement(
+                        source, target, staged, existing, options, where
+                    )
+                )
+            except psycopg.errors.CardinalityViolation:
+                raise PostgresLoader._duplicate_keys(options, what) from None
+            except psycopg.Error as exc:
+                if (exc.sqlstate or "")[:2] not in ("22", "23"):
+                    raise
+                conn.execute("ROLLBACK TO SAVEPOINT etl_merge")
+                conn.execute("RELEASE SAVEPOINT etl_merge")
+                return exc
+            conn.execute("RELEASE SAVEPOINT etl_merge")
+            return None
+
+        if attempt(stg) is None:
+            return []
+        numbered = "etl_reject_rows"
+        columns = names([c.name for c in staged])
+        conn.execute(
+            f"CREATE TEMP TABLE {numbered} ON COMMIT DROP AS SELECT row_number() OVER () AS "  # noqa: S608
+            f"etl_row, {columns} FROM {stg}"
+        )
+        conn.execute(f"CREATE INDEX ON {numbered} (etl_row)")
+        (count,) = conn.execute(f"SELECT count(*) FROM {numbered}").fetchone()  # type: ignore[misc]  # noqa: S608
+        rejected: list[Rejected] = []
+        pending = [(1, int(count))]
+        while pending:
+            low, high = pending.pop()
+            error = attempt(numbered, f" WHERE etl_row BETWEEN {low} AND {high}")
+            if error is None:
+                continue
+            if low < high:
+                middle = (low + high) // 2
+                pending += [(middle + 1, high), (low, middle)]  # the lower half first
+                continue
+            (row,) = conn.execute(
+                f"SELECT row_to_json(r)::text FROM (SELECT {columns} FROM {numbered} "  # noqa: S608
+                "WHERE etl_row = %s) r",
+                [low],
+            ).fetchone()  # type: ignore[misc]
+            diag = error.diag
+            message = diag.message_primary or str(error).splitlines()[0]
+            rule = diag.constraint_name or f"sqlstate {error.sqlstate}"
+            rejected.append(Rejected(row=row, message=message, rule=rule))
+        conn.execute(f"DROP TABLE {numbered}")
+        return rejected
+
+    @classmethod
+    def dead_letter_options(
+        cls, options: PostgresSinkOptions, *, pipeline: str, run_key: str, stage: str
+    ) -> PostgresSinkOptions:
+        """One table for every stage's dead letters, created on first use (``errors`` as
+        jsonb), appended to, new columns added."""
+        return attrs.evolve(
+            options, mode="append", create_table=True, schema_drift="add_columns", key=[]
+        )
 
     def discard(self, ctx: Context, staged: Staged, options: PostgresSinkOptions) -> None:
         info, what = ConnInfo.from_options(options), self._what(ctx, options)

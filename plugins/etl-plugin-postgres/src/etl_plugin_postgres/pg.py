@@ -355,7 +355,8 @@ def pg_type_of_spark(data_type: Any) -> str:
     if isinstance(data_type, DecimalType):
         return f"numeric({data_type.precision},{data_type.scale})"
     if isinstance(data_type, ArrayType):
-        return pg_type_of_spark(data_type.elementType) + "[]"
+        element = pg_type_of_spark(data_type.elementType)
+        return "jsonb" if element == "jsonb" else element + "[]"  # arrays of structs: JSON
     simple = data_type.simpleString()
     if simple.startswith(("char", "varchar")):
         return "text"
