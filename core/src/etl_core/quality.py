@@ -36,10 +36,9 @@ class ColumnsOptions:
     columns: list[str]
 
 
-class NotNull(Validator):
-    """Row rule: each listed column has a value."""
+class _ColumnsRule(Validator):
+    """A rule over a list of columns, written ``rule: column`` or ``rule: [a, b]``."""
 
-    name = "not_null"
     Options = ColumnsOptions
 
     @classmethod
@@ -51,6 +50,12 @@ class NotNull(Validator):
 
     def columns(self, options: ColumnsOptions) -> list[str]:
         return list(options.columns)
+
+
+class NotNull(_ColumnsRule):
+    """Row rule: each listed column has a value."""
+
+    name = "not_null"
 
     def validate(self, ctx: Context, df: DataFrame, options: ColumnsOptions) -> Validation:
         from pyspark.sql import functions as F
@@ -59,21 +64,10 @@ class NotNull(Validator):
         return Validation(flag=flag, message=f"null in {', '.join(options.columns)}")
 
 
-class Unique(Validator):
+class Unique(_ColumnsRule):
     """Row rule: no two rows share the listed columns' values (all rows of a duplicate flagged)."""
 
     name = "unique"
-    Options = ColumnsOptions
-
-    @classmethod
-    def shorthand(cls, value: Any) -> Any:
-        return _columns(value)
-
-    def check(self, options: ColumnsOptions) -> list[str]:
-        return [] if options.columns else ["list at least one column"]
-
-    def columns(self, options: ColumnsOptions) -> list[str]:
-        return list(options.columns)
 
     def validate(self, ctx: Context, df: DataFrame, options: ColumnsOptions) -> Validation:
         from pyspark.sql import Window

@@ -12,6 +12,12 @@ Conformance suites for connector authors (see :mod:`etl_core.conformance`):
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,3 +92,49 @@ def etl_run(etl_spark: SparkSession, tmp_path: Path) -> Callable[..., RunMetrics
         return run_pipeline(pipeline, spark=etl_spark, **kwargs)
 
     return runner
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP GET of ``url`` succeeds (a readiness probe)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - a local test server
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def server_process(
+    command: Sequence[str], *, ready: Callable[[], bool], log_file: Path, timeout_s: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server for the duration of the block: started, awaited until ``ready()``, stopped.
+
+    Its output goes to ``log_file``, shown when it dies or never gets ready."""
+    name = Path(command[0]).name
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode}:\n{log_file.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not get ready in {timeout_s}s:\n{log_file.read_text()}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -24,7 +22,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-STARTUP_TIMEOUT_S = 30
+from etl_core.testing import answers, free_port, server_process
+
 BINARY = "prometheus-pushgateway"
 
 
@@ -87,46 +86,12 @@ def pushgateway_binary() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:  # noqa: S310
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.fixture(scope="session")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushgateway]:
     folder = tmp_path_factory.mktemp("pushgateway")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_file = folder / "pushgateway.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [pushgateway_binary(), f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _ready(url):
-            if process.poll() is not None:
-                pytest.fail(f"{BINARY} exited with {process.returncode}:\n{log_file.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{BINARY} did not get ready in {STARTUP_TIMEOUT_S}s")
-            time.sleep(0.1)
+    command = [pushgateway_binary(), f"--web.listen-address=127.0.0.1:{port}"]
+    with server_process(command, ready=lambda: answers(f"{url}/-/ready"), log_file=log_file):
         yield Pushgateway(url, log_file)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
