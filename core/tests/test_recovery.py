@@ -318,3 +318,25 @@ def test_rerunning_a_completed_run_id_changes_nothing(etl_run, tmp_path):
     assert pq.read_table(tmp_path / "out").num_rows == 1
     etl_run(pipeline, run_id="daily-2")
     assert pq.read_table(tmp_path / "out").num_rows == 2
+
+
+def test_an_input_pruned_as_empty_does_not_fail_the_run(etl_run, tmp_path):
+    """Spark's optimizer drops a join side it knows is empty, and its observation with it."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("user_id,name\n1,a\n")
+    os.utime(inbox / "a.csv", (time.time() - 60, time.time() - 60))
+    users(tmp_path, 3)
+    pipeline = spec(mode="append")
+    pipeline["sources"]["new"] = {
+        "type": "files",
+        "format": "csv",
+        "path": "inbox",
+        "incremental": {"by": "modified_time"},
+    }
+    pipeline["transforms"] = {"j": {"type": "join", "inputs": ["new", "users"], "on": ["user_id"]}}
+    pipeline["sinks"]["out"]["input"] = "j"
+    etl_run(pipeline)
+    again = etl_run(pipeline)  # nothing new: the `new` side is an empty relation
+    assert again.status == "succeeded"
+    assert pq.read_table(tmp_path / "out").num_rows == 1

@@ -1012,7 +1012,11 @@ def _observed(observation: Observation, wait_s: float = 5.0) -> dict[str, Any] |
         if time.monotonic() > deadline:
             return None
         time.sleep(0.05)
-    return observation.get
+    try:
+        return observation.get
+    except Exception as exc:  # noqa: BLE001 - e.g. the optimizer pruned an empty input away
+        log.debug("etl: no observed values for %s: %s", observation, exc)
+        return None
 
 
 def _retyped(exc: EtlError, message: str, published: list[str]) -> EtlError:
