@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +25,7 @@ from etl_core.api import (
     Loader,
     LoadError,
     PermanentError,
+    Rejected,
     Secret,
     Staged,
 )
@@ -33,13 +35,20 @@ from etl_core.relational import (
     run_key_of_staging,
     staging_table,
 )
-from etl_plugin_mysql.client import Endpoint, literal, quote_name, session
+from etl_plugin_mysql.client import Endpoint, literal, mysql_code, quote_name, session
 from etl_plugin_mysql.types import column_ddl, read_column
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 TASKS_SUFFIX = "_tasks"
+
+#: MySQL/MariaDB errors for a row the target refuses (``on_reject: dead_letter`` isolates it):
+#: NULL in a NOT NULL column, duplicate key, out of range, truncated, incorrect value, CHECK
+#: (MySQL 3819, MariaDB 4025), foreign keys, too long, bad date, no default
+REJECT_CODES = frozenset(
+    {1048, 1062, 1264, 1265, 1366, 3819, 4025, 1451, 1452, 1216, 1217, 1406, 1292, 1364, 1690}
+)
 
 
 @attrs.frozen
@@ -288,7 +297,9 @@ class MySQLSinkOptions:
 class MySQLLoader(Loader):
     """Stage into ``etl_stg_<run_key>_<n>`` (created LIKE the target, so its NOT NULL and CHECK
     constraints refuse bad rows while staging), then publish in one transaction with the
-    ``etl_ledger`` row."""
+    ``etl_ledger`` row. With ``on_reject: dead_letter`` the staging table is relaxed (no NOT
+    NULL, CHECK or unique index; strings unbounded) and the publish isolates the rows the
+    target refuses by bisecting the merge in savepoints."""
 
     name = "mysql"
     Options = MySQLSinkOptions
@@ -347,6 +358,8 @@ class MySQLLoader(Loader):
                 bit_columns = [row[0] for row in cursor.fetchall()]
                 cursor.execute(f"DROP TABLE IF EXISTS {quote_name(staging)}, {quote_name(tasks)}")
                 cursor.execute(f"CREATE TABLE {quote_name(staging)} LIKE {target}")
+                if ctx.on_reject == "dead_letter":
+                    _relax_staging(cursor, staging)
                 cursor.execute(
                     f"CREATE TABLE {quote_name(tasks)} (task INT PRIMARY KEY) ENGINE=InnoDB"
                 )
@@ -366,7 +379,7 @@ class MySQLLoader(Loader):
             {"staging": staging, "columns": [name for name, _ in fields]},
         )
 
-    def publish(self, ctx: Context, staged: Staged, options: MySQLSinkOptions) -> None:
+    def publish(self, ctx: Context, staged: Staged, options: MySQLSinkOptions) -> list[Rejected]:
         endpoint = _endpoint(options.connection, options.user, options.password)
         what = f"sink {ctx.dataset}"
         staging, tasks, ledger = self._names(options, staged.run_key, staged.index)
@@ -385,8 +398,14 @@ class MySQLLoader(Loader):
                 "AND sink = %s FOR UPDATE",
                 (ctx.pipeline, ctx.run_id, staged.sink),
             )
+            rejected: list[Rejected] = []
             if cursor.fetchone() is None:
-                self._merge(cursor, options, target, quote_name(staging), columns, what)
+                if ctx.on_reject == "dead_letter":
+                    rejected = self._merge_rejecting(
+                        cursor, options, target, quote_name(staging), columns, what
+                    )
+                else:
+                    self._merge(cursor, options, target, quote_name(staging), columns, what)
                 cursor.execute(
                     f"INSERT INTO {quote_name(ledger)} (pipeline, run_id, sink, published_at) "  # noqa: S608
                     "VALUES (%s, %s, %s, UTC_TIMESTAMP(6))",
@@ -394,6 +413,28 @@ class MySQLLoader(Loader):
                 )
             conn.commit()
             cursor.execute(f"DROP TABLE IF EXISTS {quote_name(staging)}, {quote_name(tasks)}")
+        return rejected
+
+    @staticmethod
+    def _before_merge(cursor: Any, options: MySQLSinkOptions, target: str, what: str) -> None:
+        if options.mode == "error":
+            _refuse_rows(cursor, options, what)
+        if options.mode == "overwrite":
+            cursor.execute(f"DELETE FROM {target}")  # noqa: S608 - TRUNCATE would commit
+
+    @staticmethod
+    def _merge_statement(
+        options: MySQLSinkOptions, target: str, source: str, columns: list[str], where: str = ""
+    ) -> str:
+        names = ", ".join(quote_name(c) for c in columns)
+        statement = f"INSERT INTO {target} ({names}) SELECT {names} FROM {source}{where}"  # noqa: S608
+        if options.mode == "upsert":
+            keys = {k.lower() for k in options.key}
+            updates = [c for c in columns if c.lower() not in keys] or columns[:1]
+            statement += " ON DUPLICATE KEY UPDATE " + ", ".join(
+                f"{quote_name(c)} = VALUES({quote_name(c)})" for c in updates
+            )
+        return statement
 
     @staticmethod
     def _merge(
@@ -404,18 +445,8 @@ class MySQLLoader(Loader):
         columns: list[str],
         what: str,
     ) -> None:
-        if options.mode == "error":
-            _refuse_rows(cursor, options, what)
-        if options.mode == "overwrite":
-            cursor.execute(f"DELETE FROM {target}")  # noqa: S608 - TRUNCATE would commit
-        names = ", ".join(quote_name(c) for c in columns)
-        statement = f"INSERT INTO {target} ({names}) SELECT {names} FROM {staging}"  # noqa: S608
-        if options.mode == "upsert":
-            keys = {k.lower() for k in options.key}
-            updates = [c for c in columns if c.lower() not in keys] or columns[:1]
-            statement += " ON DUPLICATE KEY UPDATE " + ", ".join(
-                f"{quote_name(c)} = VALUES({quote_name(c)})" for c in updates
-            )
+        MySQLLoader._before_merge(cursor, options, target, what)
+        statement = MySQLLoader._merge_statement(options, target, staging, columns)
         try:
             cursor.execute(statement)
         except Exception as exc:
@@ -427,6 +458,73 @@ class MySQLLoader(Loader):
                     "published (fix the rows, or use `mode: upsert` with the key)"
                 ) from None
             raise
+
+    @staticmethod
+    def _merge_rejecting(
+        cursor: Any,
+        options: MySQLSinkOptions,
+        target: str,
+        staging: str,
+        columns: list[str],
+        what: str,
+    ) -> list[Rejected]:
+        """``on_reject: dead_letter`` (DESIGN §4 step 5): the merge in a savepoint; if the
+        target refuses a row (:data:`REJECT_CODES`), number the staged rows and bisect them,
+        each half in its own savepoint, down to the single rows refused. Returns those, each
+        with the server's message; the rest stay merged in this (still open) transaction."""
+        import pymysql
+
+        MySQLLoader._before_merge(cursor, options, target, what)
+        if options.mode == "upsert":
+            _refuse_duplicate_keys(cursor, options, staging, what)
+
+        def attempt(source: str, where: str = "") -> pymysql.MySQLError | None:
+            cursor.execute("SAVEPOINT etl_merge")
+            try:
+                cursor.execute(
+                    MySQLLoader._merge_statement(options, target, source, columns, where)
+                )
+            except pymysql.MySQLError as exc:
+                if mysql_code(exc) not in REJECT_CODES:
+                    raise
+                cursor.execute("ROLLBACK TO SAVEPOINT etl_merge")
+                cursor.execute("RELEASE SAVEPOINT etl_merge")
+                return exc
+            cursor.execute("RELEASE SAVEPOINT etl_merge")
+            return None
+
+        if attempt(staging) is None:
+            return []
+        numbered = "etl_reject_rows"
+        names = ", ".join(quote_name(c) for c in columns)
+        cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {numbered}")
+        cursor.execute(  # a temporary table: no implicit commit
+            f"CREATE TEMPORARY TABLE {numbered} (PRIMARY KEY (etl_row)) AS SELECT "  # noqa: S608
+            f"ROW_NUMBER() OVER () AS etl_row, {names} FROM {staging}"
+        )
+        cursor.execute(f"SELECT COUNT(*) FROM {numbered}")  # noqa: S608
+        (count,) = cursor.fetchone()
+        as_json = ", ".join(f"{literal(c)}, {quote_name(c)}" for c in columns)
+        rejected: list[Rejected] = []
+        pending = [(1, int(count))]
+        while pending:
+            low, high = pending.pop()
+            error = attempt(numbered, f" WHERE etl_row BETWEEN {low} AND {high}")
+            if error is None:
+                continue
+            if low < high:
+                middle = (low + high) // 2
+                pending += [(middle + 1, high), (low, middle)]  # the lower half first
+                continue
+            cursor.execute(
+                f"SELECT JSON_OBJECT({as_json}) FROM {numbered} WHERE etl_row = %s",  # noqa: S608
+                (low,),
+            )
+            (row,) = cursor.fetchone()
+            message = str(error.args[1]) if len(error.args) > 1 else str(error)
+            rejected.append(Rejected(row=row, message=message, rule=_rule(error, message)))
+        cursor.execute(f"DROP TEMPORARY TABLE {numbered}")
+        return rejected
 
     def discard(self, ctx: Context, staged: Staged, options: MySQLSinkOptions) -> None:
         endpoint = _endpoint(options.connection, options.user, options.password)
@@ -499,6 +597,75 @@ def _check_key(cursor: Any, options: MySQLSinkOptions, what: str) -> None:
             f"{options.table}; add one, e.g. `ALTER TABLE {options.table} ADD UNIQUE "
             f"({', '.join(options.key)})`"
         )
+
+
+def _relax_staging(cursor: Any, staging: str) -> None:
+    """A staging table that accepts what the target may refuse (``on_reject: dead_letter``):
+    every column nullable, strings unbounded, no auto-increment, CHECK constraint or unique
+    index. The merge then refuses the rows one by one, with the server's reason."""
+    schema, _, name = staging.rpartition(".")
+    cursor.execute(
+        "SELECT column_name, column_type, data_type, extra FROM information_schema.columns "
+        "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name = %s "
+        "ORDER BY ordinal_position",
+        (schema or None, name),
+    )
+    changes = []
+    for column, column_type, data_type, extra in cursor.fetchall():
+        if "generated" in extra.lower() or extra.upper() in ("VIRTUAL", "PERSISTENT", "STORED"):
+            continue
+        kind = {"varchar": "LONGTEXT", "char": "LONGTEXT", "text": "LONGTEXT"}.get(
+            data_type.lower(), column_type
+        )
+        kind = {"varbinary": "LONGBLOB", "binary": "LONGBLOB"}.get(data_type.lower(), kind)
+        changes.append(f"MODIFY {quote_name(column)} {kind} NULL")
+    cursor.execute(f"SHOW INDEX FROM {quote_name(staging)} WHERE Non_unique = 0")
+    unique = sorted({row[2] for row in cursor.fetchall()})
+    changes += [
+        "DROP PRIMARY KEY" if index == "PRIMARY" else f"DROP INDEX {quote_name(index)}"
+        for index in unique
+    ]
+    if changes:
+        cursor.execute(f"ALTER TABLE {quote_name(staging)} {', '.join(changes)}")
+    cursor.execute(
+        "SELECT constraint_name FROM information_schema.check_constraints "
+        "WHERE constraint_schema = COALESCE(%s, DATABASE()) AND table_name = %s",
+        (schema or None, name),
+    )
+    for (constraint,) in cursor.fetchall():
+        drop = f"DROP CONSTRAINT {quote_name(constraint)}"
+        cursor.execute(f"ALTER TABLE {quote_name(staging)} {drop}")
+
+
+def _refuse_duplicate_keys(cursor: Any, options: MySQLSinkOptions, staging: str, what: str) -> None:
+    """The relaxed staging table has no unique key: several rows with one key still fail."""
+    keys = ", ".join(quote_name(k) for k in options.key)
+    cursor.execute(
+        f"SELECT 1 FROM {staging} GROUP BY {keys} HAVING COUNT(*) > 1 LIMIT 1"  # noqa: S608
+    )
+    if cursor.fetchone() is not None:
+        raise LoadError(
+            f"{what}: the input holds several rows with the same key ({', '.join(options.key)})"
+            "; upsert refuses to pick one. Deduplicate first, e.g. a `deduplicate` transform on "
+            "the key ordered by a timestamp"
+        )
+
+
+_RULE_PATTERNS = (
+    re.compile(r"CONSTRAINT [`']([^`']+)[`'] failed"),  # MariaDB CHECK (4025)
+    re.compile(r"Check constraint '([^']+)' is violated"),  # MySQL CHECK (3819)
+    re.compile(r"for key '([^']+)'"),  # duplicate key (1062)
+    re.compile(r"CONSTRAINT `([^`]+)` FOREIGN KEY"),  # foreign keys (1451, 1452)
+)
+
+
+def _rule(error: BaseException, message: str) -> str:
+    """What refused the row: the constraint's or key's name, else ``mysql error <code>``."""
+    for pattern in _RULE_PATTERNS:
+        found = pattern.search(message)
+        if found:
+            return found.group(1)
+    return f"mysql error {mysql_code(error)}"
 
 
 def _refuse_rows(cursor: Any, options: MySQLSinkOptions, what: str) -> None:
