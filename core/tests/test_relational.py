@@ -44,3 +44,22 @@ def test_staging_names_round_trip():
     assert name == "etl_stg_0123456789ab_2"
     assert run_key_of_staging(name) == "0123456789ab"
     assert run_key_of_staging("orders") is None
+
+
+def test_bisect_isolates_every_refused_row_and_merges_the_rest():
+    from etl_core.relational import bisect_rejects
+
+    refused = {3, 4, 97}
+    merged: set[int] = set()
+
+    def attempt(low, high):
+        rows = set(range(low, high + 1))
+        if rows & refused:
+            return f"rows {sorted(rows & refused)} break a constraint"
+        merged.update(rows)
+        return None
+
+    found = list(bisect_rejects(100, attempt))
+    assert [number for number, _ in found] == [3, 4, 97]
+    assert found[0][1] == "rows [3] break a constraint"
+    assert merged == set(range(1, 101)) - refused

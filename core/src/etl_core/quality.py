@@ -95,11 +95,7 @@ class Range(Validator):
     Options = RangeOptions
 
     def check(self, options: RangeOptions) -> list[str]:
-        if options.min is None and options.max is None:
-            return ["give `min`, `max` or both"]
-        if options.min is not None and options.max is not None and options.min > options.max:
-            return [f"min ({options.min:g}) is above max ({options.max:g})"]
-        return []
+        return _bounds_problems(options.min, options.max)
 
     def columns(self, options: RangeOptions) -> list[str]:
         return [options.column]
@@ -212,11 +208,7 @@ class RowCount(Validator):
     Options = RowCountOptions
 
     def check(self, options: RowCountOptions) -> list[str]:
-        if options.min is None and options.max is None:
-            return ["give `min`, `max` or both"]
-        if options.min is not None and options.max is not None and options.min > options.max:
-            return [f"min ({options.min}) is above max ({options.max})"]
-        return []
+        return _bounds_problems(options.min, options.max)
 
     def validate(self, ctx: Context, df: DataFrame, options: RowCountOptions) -> Validation:
         from pyspark.sql import functions as F
@@ -276,6 +268,14 @@ def _any(conditions: list[Column]) -> Column:
     for condition in conditions:
         flag = flag | F.coalesce(condition, F.lit(False))
     return flag
+
+
+def _bounds_problems(low: float | None, high: float | None) -> list[str]:
+    if low is None and high is None:
+        return ["give `min`, `max` or both"]
+    if low is not None and high is not None and low > high:
+        return [f"min ({low:g}) is above max ({high:g})"]
+    return []
 
 
 def _show(value: float | None) -> str:

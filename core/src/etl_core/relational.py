@@ -7,7 +7,10 @@ each target database keeps a ledger table ``etl_ledger (pipeline, run_id, sink, 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+E = TypeVar("E")
 
 LEDGER_TABLE = "etl_ledger"
 STAGING_PREFIX = "etl_stg_"
@@ -54,3 +57,24 @@ def partition_bounds(low: Any, high: Any, partitions: int) -> list[tuple[Any, An
         end = high + 1
     edges = sorted(set(edges))
     return [(start, stop) for start, stop in zip(edges, [*edges[1:], end], strict=True)]
+
+
+def bisect_rejects(count: int, attempt: Callable[[int, int], E | None]) -> Iterator[tuple[int, E]]:
+    """Isolate the rows a merge refuses (DESIGN §4 step 5).
+
+    Rows are numbered ``1..count``; ``attempt(low, high)`` tries the merge of rows
+    ``low..high`` (in its own savepoint) and returns the database's error, or ``None`` when it
+    went through. Yields ``(row_number, error)`` for each single row that fails on its own, in
+    row order; every other row has been merged by the time the iteration ends.
+    """
+    pending = [(1, count)]
+    while pending:
+        low, high = pending.pop()
+        error = attempt(low, high)
+        if error is None:
+            continue
+        if low < high:
+            middle = (low + high) // 2
+            pending += [(middle + 1, high), (low, middle)]  # the lower half first
+        else:
+            yield low, error

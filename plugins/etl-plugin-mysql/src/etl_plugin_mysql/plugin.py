@@ -31,6 +31,7 @@ from etl_core.api import (
 )
 from etl_core.relational import (
     LEDGER_TABLE,
+    bisect_rejects,
     partition_bounds,
     run_key_of_staging,
     staging_table,
@@ -506,19 +507,14 @@ class MySQLLoader(Loader):
         (count,) = cursor.fetchone()
         as_json = ", ".join(f"{literal(c)}, {quote_name(c)}" for c in columns)
         rejected: list[Rejected] = []
-        pending = [(1, int(count))]
-        while pending:
-            low, high = pending.pop()
-            error = attempt(numbered, f" WHERE etl_row BETWEEN {low} AND {high}")
-            if error is None:
-                continue
-            if low < high:
-                middle = (low + high) // 2
-                pending += [(middle + 1, high), (low, middle)]  # the lower half first
-                continue
+        offenders = bisect_rejects(
+            int(count),
+            lambda low, high: attempt(numbered, f" WHERE etl_row BETWEEN {low} AND {high}"),
+        )
+        for number, error in offenders:
             cursor.execute(
                 f"SELECT JSON_OBJECT({as_json}) FROM {numbered} WHERE etl_row = %s",  # noqa: S608
-                (low,),
+                (number,),
             )
             (row,) = cursor.fetchone()
             message = str(error.args[1]) if len(error.args) > 1 else str(error)

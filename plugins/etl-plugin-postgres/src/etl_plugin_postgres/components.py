@@ -21,7 +21,13 @@ from etl_core import (
     Rejected,
     Staged,
 )
-from etl_core.relational import LEDGER_TABLE, partition_bounds, run_key_of_staging, staging_table
+from etl_core.relational import (
+    LEDGER_TABLE,
+    bisect_rejects,
+    partition_bounds,
+    run_key_of_staging,
+    staging_table,
+)
 from etl_plugin_postgres.options import PostgresSinkOptions, PostgresSourceOptions
 from etl_plugin_postgres.pg import (
     ConnInfo,
@@ -547,20 +553,15 @@ class PostgresLoader(Loader):
         conn.execute(f"CREATE INDEX ON {numbered} (etl_row)")
         (count,) = conn.execute(f"SELECT count(*) FROM {numbered}").fetchone()  # type: ignore[misc]  # noqa: S608
         rejected: list[Rejected] = []
-        pending = [(1, int(count))]
-        while pending:
-            low, high = pending.pop()
-            error = attempt(numbered, f" WHERE etl_row BETWEEN {low} AND {high}")
-            if error is None:
-                continue
-            if low < high:
-                middle = (low + high) // 2
-                pending += [(middle + 1, high), (low, middle)]  # the lower half first
-                continue
+        offenders = bisect_rejects(
+            int(count),
+            lambda low, high: attempt(numbered, f" WHERE etl_row BETWEEN {low} AND {high}"),
+        )
+        for number, error in offenders:
             (row,) = conn.execute(
                 f"SELECT row_to_json(r)::text FROM (SELECT {columns} FROM {numbered} "  # noqa: S608
                 "WHERE etl_row = %s) r",
-                [low],
+                [number],
             ).fetchone()  # type: ignore[misc]
             diag = error.diag
             message = diag.message_primary or str(error).splitlines()[0]
