@@ -3,17 +3,24 @@ plain PySpark job computing one aggregate over the same columns, in one session 
 
     python benchmarks/bench_quality.py [--rows 10000000] [--repeat 1]
 
-Prints seconds, rows/s and the ratios (rules / no rules, rules / one aggregate).
+Also the 7 rules without ``unique`` and ``unique`` alone (the one rule that needs a shuffle).
+Prints the median seconds, rows/s, CPU seconds and peak RSS of the process tree (JVM and
+Python), and the ratios (rules / no rules, rules / one aggregate); every case runs once
+untimed first, then the repetitions alternate their order.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import measure, start_spark, summarize  # the shared runner's helpers
 
 RULES = [
     {"not_null": ["id", "email"]},
@@ -48,23 +55,15 @@ def pipeline(rules: list | None) -> dict:
     return spec
 
 
-def timed(action) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
-    from etl_core.config import EngineSpec
-    from etl_core.engine import get_spark
     from etl_core.testing import run_pipeline
 
-    spark = get_spark(EngineSpec(master="local[*]"), "bench-quality")
+    spark = start_spark({})
     work = Path(tempfile.mkdtemp(prefix="etl-bench-quality-"))
     try:
         generate(spark, work, args.rows)
@@ -78,22 +77,37 @@ def main() -> None:
                 "count(email)", "max(amount)", "count_if(email rlike '@')", "max(updated_at)"
             ).collect()
 
-        etl(None)()  # warm-up
-        results = {}
-        for label, action in (
-            ("no rules", etl(None)),
-            ("8 rules", etl(RULES)),
-            ("one aggregate (PySpark)", one_aggregate),
-        ):
-            results[label] = statistics.median(timed(action) for _ in range(args.repeat))
-        print(f"{'case':<26} {'seconds':>8} {'rows/s':>12}")
-        for label, seconds in results.items():
-            print(f"{label:<26} {seconds:>8.2f} {args.rows / seconds:>12,.0f}")
-        print(f"8 rules / no rules:        {results['8 rules'] / results['no rules']:.2f}x")
-        print(
-            f"8 rules / one aggregate:   "
-            f"{results['8 rules'] / results['one aggregate (PySpark)']:.2f}x"
-        )
+        cases = {
+            "no rules": etl(None),
+            "8 rules": etl(RULES),
+            "7 rules (no unique)": etl([r for r in RULES if "unique" not in r]),
+            "unique only": etl([r for r in RULES if "unique" in r]),
+            "one aggregate (PySpark)": one_aggregate,
+        }
+        for action in cases.values():  # warm-up: every plan once, untimed
+            action()
+        runs: dict[str, list] = {label: [] for label in cases}
+        for repetition in range(args.repeat):  # alternate the order between repetitions
+            order = list(cases) if repetition % 2 == 0 else list(reversed(cases))
+            for label in order:
+                runs[label].append(measure(cases[label]))
+        results = {label: summarize(r, args.rows) for label, r in runs.items()}
+        print(f"\n{args.rows:,} rows, median of {args.repeat}; load {os.getloadavg()[0]:.1f}")
+        print(f"{'case':<26} {'seconds':>8} {'rows/s':>12} {'CPU s':>7} {'peak RSS MiB':>13}")
+        for label, r in results.items():
+            print(
+                f"{label:<26} {r['median_s']:>8.2f} {r['rows_per_s']:>12,} "
+                f"{r['median_cpu_s']:>7.1f} {r['peak_rss_max'] / 2**20:>13,.0f}"
+            )
+        base = results["no rules"]
+        for label in ("8 rules", "7 rules (no unique)", "unique only"):
+            print(
+                f"{label + ' / no rules:':<30} {results[label]['median_s'] / base['median_s']:.2f}x"
+                f" wall, {results[label]['median_cpu_s'] / base['median_cpu_s']:.2f}x CPU"
+            )
+        agg = results["one aggregate (PySpark)"]
+        ratio = results["8 rules"]["median_s"] / agg["median_s"]
+        print(f"{'8 rules / one aggregate:':<30} {ratio:.2f}x wall")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

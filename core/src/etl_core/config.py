@@ -44,6 +44,8 @@ class EngineSpec:
     remote: str | None = None
     conf: dict[str, str] = attrs.field(factory=dict)
     driver_memory: str = "2g"
+    #: count every dataset, not only sources, sinks' inputs and datasets that route rows
+    count_every_dataset: bool = False
 
 
 @attrs.frozen

@@ -347,6 +347,18 @@ class _Run:
         self.observations.append((metrics, observation))
         return df.observe(observation, F.count(F.lit(1)).alias("rows"))
 
+    def _counted(self, name: str) -> bool:
+        """Whether the run counts a dataset's rows: sources (rows read), sinks' inputs (rows
+        written) and, with ``engine.count_every_dataset``, every other one. Each count is an
+        ``observe`` node that costs a break in Spark's code generation over all its rows and
+        stops filters from being pushed below it."""
+        plan = self.bound.plan
+        return (
+            self.spec.engine.count_every_dataset
+            or name in self.spec.sources
+            or any(c in plan.sinks for c in plan.consumers(name))
+        )
+
     def build(self) -> None:
         """Build every dataset that feeds a sink, lazily; analysis errors surface here."""
         plan = self.bound.plan
@@ -356,13 +368,17 @@ class _Run:
         for name in needed:
             routed_before = sum(len(frames) for frames in self.dead_letters.values())
             item, stage, df = self.dataset(name)
-            df = self.observe(df, name, stage, item.component.name)
+            routes = sum(len(frames) for frames in self.dead_letters.values()) > routed_before
+            if self._counted(name) or routes:
+                df = self.observe(df, name, stage, item.component.name)
+            else:  # counting costs a pass-through node that breaks Spark's code generation
+                self.metrics.stages.append(StageMetrics(name, stage, item.component.name))
             if name in self.bound.validations:
                 df = self.validate(df, self.bound.validations[name])
             self.frames[name] = df
             if sum(n in needed or n in plan.sinks for n in plan.consumers(name)) > 1:
                 self._persist(name)
-            if sum(len(frames) for frames in self.dead_letters.values()) > routed_before:
+            if routes:
                 # its inputs now feed two writes (its output and the dead letters)
                 for input_name in plan.nodes[name].inputs:
                     self._persist(input_name)
