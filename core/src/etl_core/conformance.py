@@ -360,8 +360,12 @@ class LoaderConformance(_Base):
         assert self.staging_leftovers(target) == []
 
     def test_upsert_updates_and_inserts(self, run, tmp_path, target):
-        if "upsert" not in self.modes:
-            pytest.skip("the loader has no upsert mode")
+        if "upsert" not in self.modes:  # then asking for it is a clear error, nothing written
+            self.create_target(target, self.basic_columns(), self.basic_rows(2))
+            with pytest.raises(EtlError, match="upsert"):
+                self.load(run, tmp_path, target, self.basic_rows(3), mode="upsert")
+            self.assert_target(target, self.basic_rows(2))
+            return
         self.create_target(target, self.basic_columns(), self.basic_rows(10), key=["id"])
         changed = [{**row, "name": "changed"} for row in self.basic_rows(10)[5:]]
         new = self.basic_rows(5, start=11)

@@ -2,23 +2,22 @@
 
 The sink stages a run's files under ``<path>/_etl/tmp/<run_key>/<n>/`` (names starting with
 ``_`` are invisible to Spark, pyarrow and this source) and publishes by moving them into place
-and writing ``<path>/_etl/manifests/<run_key>.json``, the run's ledger entry.
+and writing ``<path>/_etl/manifests/<run_key>.json``, the run's ledger entry
+(:mod:`etl_core.manifests`, shared with other file-like sinks).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from etl_core import manifests
 from etl_core.api import (
     Context,
     Extractor,
@@ -34,16 +33,18 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 FORMATS = ("csv", "json", "jsonl", "parquet")
-MANIFESTS = Path("_etl") / "manifests"
-STAGING = Path("_etl") / "tmp"
+MANIFESTS = Path(manifests.MANIFESTS)
+STAGING = Path(manifests.STAGING)
 
 
 def _spark_format(fmt: str) -> str:
     return "json" if fmt == "jsonl" else fmt
 
 
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(("_", ".")) for part in relative.parts)
+def _local() -> Any:
+    import pyarrow.fs as pafs
+
+    return pafs.LocalFileSystem()
 
 
 def data_files(root: Path) -> Iterator[Path]:
@@ -54,26 +55,15 @@ def data_files(root: Path) -> Iterator[Path]:
         dirnames[:] = [d for d in dirnames if not d.startswith(("_", "."))]
         for filename in filenames:
             relative = (Path(dirpath) / filename).relative_to(root)
-            if not _hidden(relative):
+            if not manifests.hidden(relative.as_posix()):
                 yield relative
 
 
-def _manifests(root: Path) -> dict[str, dict[str, Any]]:
-    folder = root / MANIFESTS
-    found = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    return {path.stem: json.loads(path.read_text()) for path in found}
-
-
 def manifest_files(root: Path) -> list[Path] | None:
-    """The files of the published manifests (their union, less the manifests an overwrite
-    replaced), or ``None`` when the folder has no manifests."""
-    manifests = _manifests(root)
-    if not manifests and not (root / MANIFESTS).is_dir():
-        return None
-    replaced = {key for body in manifests.values() for key in body.get("replaces", ())}
-    return [
-        Path(f) for key, body in manifests.items() if key not in replaced for f in body["files"]
-    ]
+    """The files of the published manifests (their union, less what overwrites replaced),
+    or ``None`` when the folder has no manifests."""
+    listed = manifests.manifest_files(_local(), str(root))
+    return None if listed is None else [Path(f) for f in listed]
 
 
 def _reader_options(
@@ -305,30 +295,18 @@ class FilesLoader(Loader):
         """Move the files in, then write the run's manifest: the moment manifest readers see
         the new rows. An overwrite's manifest ``replaces`` the older ones, whose files go last."""
         target = ctx.path(options.path)
-        manifest = target / MANIFESTS / f"{ctx.run_key}.json"
-        if manifest.exists():  # this run already published here: nothing more to do
-            self.discard(ctx, staged, options)
-            return
-        self._refuse_existing(target, options)
-        _adopt_existing(target)
-        staging = self._staging(ctx, options)
-        replaces = sorted(_manifests(target)) if options.mode == "overwrite" else []
-        moves: list[tuple[Path, Path]] = []
-        try:
-            for relative in sorted(data_files(staging)):
-                if (target / relative).exists():
-                    relative_dst = relative.with_name(f"{uuid.uuid4().hex[:8]}-{relative.name}")
-                else:
-                    relative_dst = relative
-                _move(staging / relative, target / relative_dst, moves)
-            files = [str(dst.relative_to(target)) for _, dst in moves]
-            _write_manifest(manifest, ctx, options, files, replaces)
-        except BaseException:
-            for src, dst in reversed(moves):  # take the new files out again
-                if dst.exists():
-                    dst.replace(src)
-            raise
-        _finish_replacements(target)
+        if not manifests.has_manifest(_local(), str(target), ctx.run_key):
+            self._refuse_existing(target, options)
+            record = {
+                "pipeline": ctx.pipeline,
+                "run_id": ctx.run_id,
+                "sink": ctx.dataset,
+                "mode": options.mode,
+                "format": options.format,
+            }
+            replace = "all" if options.mode == "overwrite" else "none"
+            staging = str(self._staging(ctx, options))
+            manifests.publish_run(_local(), str(target), staging, ctx.run_key, record, replace)
         self.discard(ctx, staged, options)
 
     def discard(self, ctx: Context, staged: Staged, options: FilesSinkOptions) -> None:
@@ -353,7 +331,8 @@ class FilesLoader(Loader):
         for folder in (staging_root, staging_root.parent):
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        _finish_replacements(target)  # an overwrite that died after its manifest was written
+        # an overwrite that died after its manifest was written
+        manifests.finish_replacements(_local(), str(target))
         return dropped
 
     @classmethod
@@ -362,51 +341,3 @@ class FilesLoader(Loader):
     ) -> FilesSinkOptions:
         path = str(Path(options.path) / pipeline / run_key / stage)
         return attrs.evolve(options, path=path, format="jsonl", mode="append")
-
-
-def _move(src: Path, dst: Path, moves: list[tuple[Path, Path]]) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    src.replace(dst)
-    moves.append((src, dst))
-
-
-def _write_manifest(
-    path: Path, ctx: Context, options: FilesSinkOptions, files: list[str], replaces: list[str]
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body: dict[str, Any] = {
-        "pipeline": ctx.pipeline,
-        "run_id": ctx.run_id,
-        "sink": ctx.dataset,
-        "mode": options.mode,
-        "format": options.format,
-        "published_at": dt.datetime.now(dt.UTC).isoformat(),
-        "files": files,
-        "replaces": replaces,
-    }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(body, indent=1))
-    tmp.replace(path)
-
-
-def _adopt_existing(target: Path) -> None:
-    """Before the first manifest, list the files already there in one of their own, so that
-    manifest readers keep reading them (append) and an overwrite can replace them."""
-    folder = target / MANIFESTS
-    existing = [] if folder.is_dir() else [str(f) for f in data_files(target)]
-    if existing:
-        folder.mkdir(parents=True, exist_ok=True)
-        body = {"run_id": None, "adopted": True, "files": existing, "replaces": []}
-        tmp = folder / "adopted.json.tmp"
-        tmp.write_text(json.dumps(body, indent=1))
-        tmp.replace(folder / "adopted.json")
-
-
-def _finish_replacements(target: Path) -> None:
-    """Delete the files and manifests that a published overwrite replaced."""
-    manifests = _manifests(target)
-    replaced = {key for body in manifests.values() for key in body.get("replaces", ())}
-    for key in sorted(replaced & set(manifests)):
-        for name in manifests[key]["files"]:
-            (target / name).unlink(missing_ok=True)
-        (target / MANIFESTS / f"{key}.json").unlink()

@@ -1,0 +1,477 @@
+"""The ``s3`` extractor and loader: listing, planning, manifests and publishing on the driver
+(pyarrow.fs), rows on the executors (the ``etl_s3`` data source)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import posixpath
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from etl_core import (
+    Context,
+    EtlError,
+    Extractor,
+    LiveRuns,
+    Loader,
+    LoadError,
+    PermanentError,
+    Staged,
+    manifests,
+)
+from etl_plugin_s3.options import S3SinkOptions, S3SourceOptions, access_of
+from etl_plugin_s3.s3 import Connection, s3_url, translate
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
+
+_INTEGER = re.compile(r"^-?\d{1,18}$")
+
+
+def _root(bucket: str, prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{bucket}/{prefix}" if prefix else bucket
+
+
+def _data_source_options(connection: Connection, plan: Mapping[str, Any], what: str) -> dict:
+    return {
+        "connection": connection.public_json(),
+        "secret": connection.secret_json(),
+        "plan": json.dumps(plan),
+        "what": what,
+    }
+
+
+@attrs.frozen
+class _Object:
+    path: str  # bucket/key
+    relative: str  # to the prefix (or the glob's base): where hive folders are read
+    mtime: float
+    size: int
+
+
+class S3Extractor(Extractor):
+    """Read parquet, csv or json(l) objects under a prefix or matching a glob, in parallel on
+    the executors. A prefix an etl sink wrote is read through its manifests: only the objects
+    of published runs."""
+
+    name = "s3"
+    Options = S3SourceOptions
+    capabilities = frozenset({"batch", "partitioned_read", "incremental"})
+
+    def endpoint(self, options: S3SourceOptions) -> str:
+        return f"{options.endpoint_url or 's3'}/{options.bucket}"
+
+    def check(self, options: S3SourceOptions, *, incremental: Any) -> list[str]:
+        if incremental is not None and dict(incremental) != {"by": "modified_time"}:
+            return [
+                f"`incremental: {dict(incremental)}`: s3 sources read incrementally by object "
+                "modification time only; write `incremental: {by: modified_time}`"
+            ]
+        return []
+
+    def extract(self, ctx: Context, options: S3SourceOptions) -> DataFrame:
+        from etl_plugin_s3.datasource import CORRUPT, NAME, POSITION, S3DataSource
+
+        location = s3_url((options.glob and f"{options.bucket}/{options.glob}") or
+                          _root(options.bucket, options.prefix))  # fmt: skip
+        what = f"source {ctx.dataset!r} ({location})"
+        capture = options.on_corrupt == "dead_letter"
+        if capture and not ctx.dead_letter_sink:
+            raise PermanentError(
+                f"{what}: `on_corrupt: dead_letter` needs a dead-letter sink; add "
+                "`errors: {dead_letter: {type: files, path: dlq/}}` (or an s3 one)"
+            )
+        connection = Connection.of(access_of(options), what)
+        fs = connection.filesystem()
+        try:
+            every = self._objects(fs, options)
+            if not every:
+                _require_bucket(fs, options.bucket, what)
+            paths = self._incremental(ctx, every)
+            schema = self._schema(ctx, fs, options, paths)
+            parts = self._parts(fs, options, paths)
+        except OSError as exc:
+            raise translate(exc, what) from None
+        if schema is None:
+            raise PermanentError(
+                f"{what}: no data objects there; declare `read_schema` on the source to read "
+                "it as an empty dataset, or check `bucket`/`prefix`"
+            )
+        if not parts:
+            return ctx.spark.createDataFrame([], schema)
+        if capture:
+            schema = schema.add(CORRUPT, "string").add(POSITION, "string")
+        plan = {
+            "format": options.format,
+            "compression": options.compression,
+            "header": options.header,
+            "delimiter": options.delimiter,
+            "capture": capture,
+            "parts": parts,
+        }
+        ctx.spark.dataSource.register(S3DataSource)
+        df = (
+            ctx.spark.read.format(NAME)
+            .schema(schema)
+            .options(**_data_source_options(connection, plan, what))
+            .load()
+        )
+        return self._split_corrupt(ctx, df, options) if capture else df
+
+    @staticmethod
+    def _objects(fs: pafs.FileSystem, options: S3SourceOptions) -> list[_Object]:
+        """The visible objects to read; under a prefix with manifests, only the published."""
+        if options.glob is None:
+            root = _root(options.bucket, options.prefix)
+            found = manifests.data_files(fs, root)
+            listed = manifests.manifest_files(fs, root)
+            names = sorted(found) if listed is None else [f for f in listed if f in found]
+            return [
+                _Object(f"{root}/{n}", n, found[n].mtime.timestamp(), found[n].size) for n in names
+            ]
+        literal = re.split(r"[*?\[]", options.glob, maxsplit=1)[0]
+        base = posixpath.dirname(literal)
+        root = _root(options.bucket, base)
+        pattern = _glob_regex(options.glob[len(base) :].lstrip("/"))
+        found = manifests.data_files(fs, root)
+        return [
+            _Object(f"{root}/{n}", n, info.mtime.timestamp(), info.size)
+            for n, info in sorted(found.items())
+            if pattern.fullmatch(n)
+        ]
+
+    @staticmethod
+    def _incremental(ctx: Context, every: list[_Object]) -> list[_Object]:
+        if ctx.incremental is None:
+            return every
+        newer = [o for o in every if ctx.bookmark is None or o.mtime > float(ctx.bookmark)]
+        if newer:
+            ctx.propose_bookmark(max(o.mtime for o in newer))
+        return newer
+
+    def _schema(
+        self,
+        ctx: Context,
+        fs: pafs.FileSystem,
+        options: S3SourceOptions,
+        objects: list[_Object],
+    ) -> StructType | None:
+        if ctx.read_schema:
+            return ctx.spark.createDataFrame([], ctx.read_schema).schema
+        if not objects:
+            return None
+        from pyspark.sql.pandas.types import from_arrow_schema
+        from pyspark.sql.types import LongType, StringType, StructType
+
+        arrow = _first_schema(fs, options, objects[0])
+        schema = StructType(list(from_arrow_schema(arrow).fields))
+        if options.partitioning == "hive":
+            values: dict[str, list[str | None]] = {}
+            for obj in objects:
+                for column, value in _hive_values(obj.relative).items():
+                    values.setdefault(column, []).append(value)
+            for column, seen in values.items():
+                if column not in schema.names:
+                    numbers = all(v is None or _INTEGER.match(v) for v in seen)
+                    schema = schema.add(column, LongType() if numbers else StringType())
+        return schema
+
+    @staticmethod
+    def _parts(
+        fs: pafs.FileSystem, options: S3SourceOptions, objects: list[_Object]
+    ) -> list[dict[str, Any]]:
+        parts = []
+        for obj in objects:
+            values = _hive_values(obj.relative) if options.partitioning == "hive" else {}
+            groups: list[list[int] | None] = [None]
+            if options.format == "parquet" and options.split_row_groups:
+                count = _row_groups(fs, obj.path)
+                if count is not None:
+                    groups = [[i] for i in range(count)]
+            parts += [{"path": obj.path, "row_groups": g, "values": values} for g in groups]
+        return parts
+
+    @staticmethod
+    def _split_corrupt(ctx: Context, df: DataFrame, options: S3SourceOptions) -> DataFrame:
+        """Objects that could not be read (one marker row each) to the dead letters; the rest
+        on. The read is persisted: one pass serves both."""
+        from pyspark.sql import functions as F
+
+        from etl_plugin_s3.datasource import CORRUPT, POSITION
+
+        df = ctx.persist(df)
+        error = F.struct(
+            F.lit("corrupt_object").alias("rule"),
+            F.col(CORRUPT).alias("message"),
+            F.lit("error").alias("severity"),
+        )
+        bad = df.filter(F.col(CORRUPT).isNotNull()).select(
+            F.array(error).alias("errors"),
+            F.to_json(F.struct(F.col(POSITION).alias("object"))).alias("row"),
+            F.col(POSITION).alias("source_position"),
+        )
+        ctx.dead_letter("extract", bad)
+        return df.filter(F.col(CORRUPT).isNull()).drop(CORRUPT, POSITION)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """``*`` and ``?`` within one path segment, ``**`` across segments."""
+    parts = re.split(r"(\*\*/?)", pattern)
+    regex = "".join(
+        ".*" if part.startswith("**") else fnmatch.translate(part)[4:-3].replace(".*", "[^/]*")
+        for part in parts
+    )
+    return re.compile(regex)
+
+
+def _hive_values(relative: str) -> dict[str, str | None]:
+    from etl_plugin_s3.datasource import HIVE_NULL
+
+    values: dict[str, str | None] = {}
+    for segment in relative.split("/")[:-1]:
+        column, sep, value = segment.partition("=")
+        if sep and column:
+            from urllib.parse import unquote
+
+            values[column] = None if value == HIVE_NULL else unquote(value)
+    return values
+
+
+def _first_schema(fs: pafs.FileSystem, options: S3SourceOptions, obj: _Object) -> pa.Schema:
+    import pyarrow as pa
+
+    if options.format == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            with fs.open_input_file(obj.path) as source:
+                return pq.ParquetFile(source).schema_arrow
+        except (pa.ArrowInvalid, OSError) as exc:
+            if isinstance(exc, OSError) and "AWS Error" in str(exc):
+                raise
+            raise PermanentError(
+                f"{s3_url(obj.path)} is not a readable parquet object ({exc}); declare "
+                "`read_schema` to read the others (with `on_corrupt: dead_letter`), or "
+                "remove it"
+            ) from None
+    from etl_plugin_s3.datasource import S3Reader
+
+    compression = options.compression
+    if compression == "infer":
+        compression = "gzip" if obj.path.endswith(".gz") else "none"
+    with fs.open_input_stream(
+        obj.path, compression=None if compression == "none" else compression
+    ) as stream:
+        head = stream.read(1 << 20)
+    if len(head) == 1 << 20:  # infer from whole lines of the first MiB
+        head = head[: head.rfind(b"\n") + 1]
+    try:
+        return S3Reader.infer(head, options.format, options.header, options.delimiter)
+    except pa.ArrowInvalid as exc:
+        raise PermanentError(
+            f"{s3_url(obj.path)} is not a readable {options.format} object ({exc}); declare "
+            "`read_schema`, or remove it"
+        ) from None
+
+
+def _row_groups(fs: pafs.FileSystem, path: str) -> int | None:
+    """Row groups of a parquet object (its footer), or ``None`` when the footer is unreadable:
+    then the object is one partition, and reading it reports (or dead-letters) it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open_input_file(path) as source:
+            return int(pq.ParquetFile(source).metadata.num_row_groups)
+    except (pa.ArrowInvalid, OSError) as exc:
+        if isinstance(exc, OSError) and "AWS Error" in str(exc):
+            raise
+        return None
+
+
+class S3Loader(Loader):
+    """Stage objects under ``<prefix>/_etl/tmp/<run_key>/<n>/``; publish by moving them into
+    place and writing ``<prefix>/_etl/manifests/<run_key>.json``."""
+
+    name = "s3"
+    Options = S3SinkOptions
+    capabilities = frozenset({"batch"})
+    modes: ClassVar[frozenset[str]] = frozenset(
+        {"append", "overwrite", "overwrite_partitions", "error"}
+    )
+
+    def endpoint(self, options: S3SinkOptions) -> str:
+        return f"{options.endpoint_url or 's3'}/{options.bucket}"
+
+    @staticmethod
+    def _where(ctx: Context, options: S3SinkOptions) -> tuple[str, str, str]:
+        root = _root(options.bucket, options.prefix)
+        staging = manifests.staging_path(root, ctx.run_key, ctx.sink_index or 0)
+        return root, staging, f"sink {ctx.dataset!r} ({s3_url(root)})"
+
+    def stage(self, ctx: Context, df: DataFrame, options: S3SinkOptions) -> Staged:
+        from etl_plugin_s3.datasource import NAME, S3DataSource
+
+        root, staging, what = self._where(ctx, options)
+        missing = [c for c in options.partition_by if c not in df.columns]
+        if missing:
+            raise PermanentError(
+                f"{what}: partition_by column(s) {', '.join(missing)} not in the input; "
+                f"known: {', '.join(df.columns)}"
+            )
+        connection = Connection.of(access_of(options), what)
+        fs = connection.filesystem()
+        with _s3_errors(what):
+            _require_bucket(fs, options.bucket, what)
+            if not manifests.has_manifest(fs, root, ctx.run_key):  # else: a resumed run
+                self._refuse_existing(fs, root, options, what)
+            _delete_tree(fs, staging)
+        plan = {
+            "staging": staging,
+            "format": options.format,
+            "compression": options.compression,
+            "header": options.header,
+            "delimiter": options.delimiter,
+            "partition_by": options.partition_by,
+            "target_bytes": options.target_file_size_mb << 20,
+        }
+        ctx.spark.dataSource.register(S3DataSource)
+        df.write.format(NAME).mode("append").options(
+            **_data_source_options(connection, plan, what)
+        ).save()
+        return Staged(ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": staging})
+
+    @staticmethod
+    def _refuse_existing(fs: pafs.FileSystem, root: str, options: S3SinkOptions, what: str) -> None:
+        if options.mode == "error" and manifests.data_files(fs, root):
+            raise LoadError(
+                f"{what}: the prefix already holds data and the sink's mode is `error`; set "
+                "`mode: append`, `overwrite` or `overwrite_partitions`, or empty the prefix"
+            )
+
+    def publish(self, ctx: Context, staged: Staged, options: S3SinkOptions) -> None:
+        """Move the committed objects in (copy + delete), then write the run's manifest: the
+        moment manifest readers see the new rows. Overwrites delete what they replaced last."""
+        from etl_plugin_s3.datasource import COMMITTED
+
+        root, staging, what = self._where(ctx, options)
+        fs = Connection.of(access_of(options), what).filesystem()
+        with _s3_errors(what):
+            if not manifests.has_manifest(fs, root, ctx.run_key):
+                self._refuse_existing(fs, root, options, what)
+                try:
+                    with fs.open_input_stream(f"{staging}/{COMMITTED}") as stream:
+                        committed = json.loads(stream.read())
+                except FileNotFoundError:
+                    raise LoadError(
+                        f"{what}: the staging of this run is gone or unfinished "
+                        f"({s3_url(staging)}); rerun with --run-id {ctx.run_id}"
+                    ) from None
+                record = {
+                    "pipeline": ctx.pipeline,
+                    "run_id": ctx.run_id,
+                    "sink": ctx.dataset,
+                    "mode": options.mode,
+                    "format": options.format,
+                }
+                replace = {"overwrite": "all", "overwrite_partitions": "partitions"}
+                manifests.publish_run(
+                    fs, root, staging, ctx.run_key, record,
+                    replace.get(options.mode, "none"), only=committed,
+                )  # fmt: skip
+            self._drop_staging(fs, root, staging, ctx.run_key)
+
+    def discard(self, ctx: Context, staged: Staged, options: S3SinkOptions) -> None:
+        root, staging, what = self._where(ctx, options)
+        fs = Connection.of(access_of(options), what).filesystem()
+        with _s3_errors(what):
+            self._drop_staging(fs, root, staging, ctx.run_key)
+
+    @staticmethod
+    def _drop_staging(fs: pafs.FileSystem, root: str, staging: str, run_key: str) -> None:
+        _delete_tree(fs, staging)
+        run_folder = manifests.staging_path(root, run_key)
+        if not _files_under(fs, run_folder):  # other sinks of the run may still stage here
+            _delete_tree(fs, run_folder)
+
+    def clean_stale(self, ctx: Context, options: S3SinkOptions, live_runs: LiveRuns) -> list[str]:
+        import pyarrow.fs as pafs
+
+        root, _, what = self._where(ctx, options)
+        fs = Connection.of(access_of(options), what).filesystem()
+        dropped = []
+        with _s3_errors(what):
+            folder = f"{root}/{manifests.STAGING}"
+            runs: dict[str, float] = {}
+            for info in _files_under(fs, folder):
+                run_key = info.path[len(folder) + 1 :].split("/", 1)[0]
+                mtime = info.mtime.timestamp() if info.mtime else 0.0
+                runs[run_key] = max(runs.get(run_key, 0.0), mtime)
+            for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+                if info.type == pafs.FileType.Directory:
+                    runs.setdefault(info.base_name, 0.0)
+            for run_key, mtime in sorted(runs.items()):
+                if live_runs.stale(run_key, mtime):
+                    _delete_tree(fs, f"{folder}/{run_key}")
+                    dropped.append(s3_url(f"{folder}/{run_key}"))
+            manifests.finish_replacements(fs, root)  # an overwrite that died after its manifest
+        return dropped
+
+    @classmethod
+    def dead_letter_options(
+        cls, options: S3SinkOptions, *, pipeline: str, run_key: str, stage: str
+    ) -> S3SinkOptions:
+        """JSON lines under ``<prefix>/<pipeline>/<run_key>/<stage>/`` (DESIGN §7)."""
+        prefix = "/".join(p for p in (options.prefix.strip("/"), pipeline, run_key, stage) if p)
+        return attrs.evolve(
+            options, prefix=prefix, format="jsonl", mode="append", partition_by=[],
+            compression=None,
+        )  # fmt: skip
+
+
+def _require_bucket(fs: pafs.FileSystem, bucket: str, what: str) -> None:
+    """A listing of a missing bucket is empty (not found is allowed): say so instead."""
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+        raise PermanentError(
+            f"{what}: NoSuchBucket: bucket {bucket!r} does not exist; check `bucket` (and "
+            "`region`/`endpoint_url`)"
+        )
+
+
+def _files_under(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
+    import pyarrow.fs as pafs
+
+    selector = pafs.FileSelector(folder, recursive=True, allow_not_found=True)
+    return [i for i in fs.get_file_info(selector) if i.type == pafs.FileType.File]
+
+
+def _delete_tree(fs: pafs.FileSystem, folder: str) -> None:
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(folder).type != pafs.FileType.NotFound:
+        fs.delete_dir(folder)
+
+
+class _s3_errors:
+    """S3 errors raised on the driver, as typed errors naming the block."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, OSError) and not isinstance(exc, EtlError):
+            raise translate(exc, self.what) from None
+        return False

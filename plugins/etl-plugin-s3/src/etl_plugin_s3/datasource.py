@@ -1,0 +1,388 @@
+"""The Spark Python data source ``etl_s3``: partitioned Arrow reads and staging writes of S3
+objects, run on the executors through ``pyarrow.fs.S3FileSystem``.
+
+This module imports pyspark and is imported only when a run registers the data source; it
+stays importable on the workers (it is part of the installed package).
+
+Options (strings): ``connection`` (JSON: region, endpoint, no keys), ``secret`` (JSON: the
+keys, under that key so that Spark redacts it from plans), ``plan`` (JSON), ``what`` (the
+block, for errors). Read plan: ``{"format", "compression", "header", "delimiter", "capture",
+"parts": [{"path", "row_groups", "values"}]}``. Write plan: ``{"staging", "format",
+"compression", "header", "delimiter", "partition_by", "target_bytes"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import decimal
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceArrowWriter,
+    DataSourceReader,
+    InputPartition,
+    WriterCommitMessage,
+)
+from pyspark.sql.types import StructType
+
+from etl_core import PermanentError
+from etl_plugin_s3.s3 import Connection, s3_url, translate
+
+NAME = "etl_s3"
+#: columns of a corrupt object's marker row (``on_corrupt: dead_letter``)
+CORRUPT = "_etl_corrupt_record"
+POSITION = "_etl_source_position"
+#: the writer's list of the files its successful tasks wrote, read by the publish
+COMMITTED = "_committed.json"
+#: rows buffered into one parquet row group
+ROW_GROUP_ROWS = 131_072
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _is_service_error(exc: BaseException) -> bool:
+    """An error talking to S3 (auth, network, missing bucket), not a bad object."""
+    text = str(exc)
+    return isinstance(exc, OSError) and ("AWS Error" in text or "curlCode" in text)
+
+
+def extension(fmt: str, compression: str | None) -> str:
+    ext = {"parquet": ".parquet", "csv": ".csv", "json": ".json", "jsonl": ".jsonl"}[fmt]
+    return ext + (".gz" if fmt != "parquet" and compression == "gzip" else "")
+
+
+class S3DataSource(DataSource):
+    @classmethod
+    def name(cls) -> str:
+        return NAME
+
+    def schema(self) -> str:
+        raise PermanentError("the etl_s3 data source is always given a schema")
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        return S3Reader(self.options, schema)
+
+    def writer(self, schema: StructType, overwrite: bool) -> DataSourceArrowWriter:
+        return S3StagingWriter(self.options)
+
+
+class _Part(InputPartition):
+    def __init__(self, index: int, spec: dict[str, Any]):
+        super().__init__(index)
+        self.spec = spec
+
+
+class S3Reader(DataSourceReader):
+    """One partition per object, or per parquet row group. A partition is read whole before
+    its batches are yielded, so an object that turns out corrupt yields nothing but (with
+    ``capture``) one marker row naming it."""
+
+    def __init__(self, options: dict[str, str], schema: StructType):
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        self.connection = Connection.from_data_source(options)
+        self.plan = json.loads(options["plan"])
+        self.what = options.get("what", "s3 source")
+        arrow = to_arrow_schema(schema, timezone="UTC", prefers_large_types=False)
+        self.arrow_schema = pa.schema([f.with_nullable(True) for f in arrow])
+
+    @staticmethod
+    def infer(head: bytes, fmt: str, header: bool, delimiter: str) -> pa.Schema:
+        """The schema of csv or JSON lines text (the first lines of an object)."""
+        source = pa.BufferReader(head)
+        if fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            read = pacsv.ReadOptions(autogenerate_column_names=not header)
+            table = pacsv.read_csv(
+                source, read_options=read, parse_options=pacsv.ParseOptions(delimiter=delimiter)
+            )
+            if not header:  # Spark's names for headerless csv
+                table = table.rename_columns([f"_c{i}" for i in range(table.num_columns)])
+            return table.schema
+        import pyarrow.json as pajson
+
+        return pajson.read_json(source).schema
+
+    def partitions(self) -> list[InputPartition]:
+        return [_Part(i, spec) for i, spec in enumerate(self.plan["parts"])]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        spec = partition.spec  # type: ignore[attr-defined]
+        fs = self.connection.filesystem()
+        try:
+            table = self._read(fs, spec)
+            out = self._conform(table, spec["values"])
+        except Exception as exc:  # noqa: BLE001 - every failure is named below
+            if _is_service_error(exc):
+                raise translate(exc, f"{self.what}, reading {s3_url(spec['path'])}") from None
+            fmt = self.plan["format"]
+            problem = f"{s3_url(spec['path'])} is not a readable {fmt} object: {exc}"
+            if not self.plan["capture"]:
+                raise PermanentError(
+                    f"{self.what}: {problem}; fix or remove the object, or set "
+                    "`on_corrupt: dead_letter` on the source"
+                ) from None
+            yield self._marker(spec["path"], problem)
+            return
+        yield from out.to_batches(max_chunksize=65_536)
+
+    def _data_schema(self) -> pa.Schema:
+        skip = {CORRUPT, POSITION}
+        return pa.schema([f for f in self.arrow_schema if f.name not in skip])
+
+    def _read(self, fs: Any, spec: dict[str, Any]) -> pa.Table:
+        fmt, path = self.plan["format"], spec["path"]
+        wanted = [f.name for f in self._data_schema() if f.name not in spec["values"]]
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            with fs.open_input_file(path) as source:
+                parquet = pq.ParquetFile(source)
+                columns = [c for c in wanted if c in parquet.schema_arrow.names]
+                if spec["row_groups"] is None:
+                    return parquet.read(columns=columns)
+                return parquet.read_row_groups(spec["row_groups"], columns=columns)
+        compression = self.plan["compression"]
+        if compression == "infer":
+            compression = "gzip" if path.endswith(".gz") else "none"
+        with fs.open_input_stream(
+            path, compression=None if compression == "none" else compression
+        ) as stream:
+            return self._parse_text(stream, wanted)
+
+    def _parse_text(self, stream: Any, wanted: list[str]) -> pa.Table:
+        schema = self._data_schema()
+        types = {f.name: f.type for f in schema if f.name in wanted}
+        if self.plan["format"] == "csv":
+            import pyarrow.csv as pacsv
+
+            read = pacsv.ReadOptions(
+                column_names=None if self.plan["header"] else [f.name for f in schema],
+                block_size=8 << 20,
+            )
+            parse = pacsv.ParseOptions(delimiter=self.plan["delimiter"])
+            convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+            return pacsv.read_csv(stream, read_options=read, parse_options=parse,
+                                  convert_options=convert)  # fmt: skip
+        import pyarrow.json as pajson
+
+        explicit = pa.schema([(name, _json_parse_type(kind)) for name, kind in types.items()])
+        parse = pajson.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="ignore")
+        return pajson.read_json(stream, parse_options=parse)
+
+    def _conform(self, table: pa.Table, values: dict[str, str | None]) -> pa.Table:
+        rows = table.num_rows
+        columns = []
+        for field in self.arrow_schema:
+            if field.name in table.column_names:
+                columns.append(_cast(table.column(field.name), field.type))
+            elif field.name in values:
+                value = values[field.name]
+                scalar = pa.scalar(value, pa.string()).cast(field.type)
+                columns.append(pa.repeat(scalar, rows))
+            else:
+                columns.append(pa.nulls(rows, field.type))
+        return pa.Table.from_arrays(columns, schema=self.arrow_schema)
+
+    def _marker(self, path: str, problem: str) -> pa.RecordBatch:
+        columns = []
+        for field in self.arrow_schema:
+            if field.name == CORRUPT:
+                columns.append(pa.array([problem], field.type))
+            elif field.name == POSITION:
+                columns.append(pa.array([s3_url(path)], field.type))
+            else:
+                columns.append(pa.nulls(1, field.type))
+        return pa.RecordBatch.from_arrays(columns, schema=self.arrow_schema)
+
+
+def _json_parse_type(kind: pa.DataType) -> pa.DataType:
+    """JSON holds dates and decimals as strings or numbers: parse those as strings, cast later."""
+    if pa.types.is_date(kind) or pa.types.is_decimal(kind) or pa.types.is_binary(kind):
+        return pa.string()
+    return kind
+
+
+def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    if column.type == target:
+        return column
+    both_timestamps = pa.types.is_timestamp(column.type) and pa.types.is_timestamp(target)
+    return column.cast(target, safe=not both_timestamps)  # ns → us truncates, as Spark does
+
+
+class _Written(WriterCommitMessage):
+    def __init__(self, files: list[str]):
+        self.files = files
+
+
+class _ObjectWriter:
+    """One object being written: parquet (row groups of ``ROW_GROUP_ROWS``), csv or JSON
+    lines, optionally gzip-compressed. pyarrow.fs uploads it in parts (multipart) once it
+    outgrows a single part."""
+
+    def __init__(self, fs: Any, path: str, schema: pa.Schema, plan: dict[str, Any]):
+        self.path, self.plan, self.schema = path, plan, schema
+        self.raw = fs.open_output_stream(path, compression=None)
+        self.stream = self.raw
+        compression = plan["compression"]
+        fmt = plan["format"]
+        if fmt != "parquet" and compression == "gzip":
+            self.stream = pa.CompressedOutputStream(self.raw, "gzip")
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
+        self.writer: Any = None
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            codec = compression or "snappy"
+            self.writer = pq.ParquetWriter(self.stream, schema, compression=codec)
+        elif fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            options = pacsv.WriteOptions(include_header=plan["header"], delimiter=plan["delimiter"])
+            self.writer = pacsv.CSVWriter(self.stream, schema, write_options=options)
+
+    def write(self, table: pa.Table) -> None:
+        fmt = self.plan["format"]
+        if fmt == "parquet":
+            self.pending.extend(table.to_batches())
+            self.pending_rows += table.num_rows
+            if self.pending_rows >= ROW_GROUP_ROWS:
+                self._flush()
+        elif fmt == "csv":
+            self.writer.write_table(table)
+        else:
+            lines = "".join(
+                json.dumps(row, default=_json_value, ensure_ascii=False) + "\n"
+                for row in table.to_pylist()
+            )
+            self.stream.write(lines.encode())
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(pa.Table.from_batches(self.pending, schema=self.schema))
+            self.pending, self.pending_rows = [], 0
+
+    def size(self) -> int:
+        return int(self.raw.tell()) + self.pending_rows * 64  # a rough guess for the buffer
+
+    def close(self) -> None:
+        if self.plan["format"] == "parquet":
+            self._flush()
+        if self.writer is not None:
+            self.writer.close()
+        if self.stream is not self.raw:
+            self.stream.close()
+        self.raw.close()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return str(value)
+
+
+def _folder_value(value: Any) -> str:
+    if value is None:
+        return HIVE_NULL
+    text = value.isoformat() if isinstance(value, dt.date) else str(value)
+    return quote(text, safe=" -_.:")
+
+
+class S3StagingWriter(DataSourceArrowWriter):
+    """Each task writes its own objects under the run's staging prefix and returns their
+    names; a task that fails deletes what it wrote. ``commit`` records the names of the
+    successful tasks' objects (``_committed.json``): the publish moves exactly those, so an
+    object of a failed or duplicate task attempt is never published."""
+
+    def __init__(self, options: dict[str, str]):
+        self.connection = Connection.from_data_source(options)
+        self.plan = json.loads(options["plan"])
+        self.what = options.get("what", "s3 sink")
+
+    def write(self, iterator: Iterator[pa.RecordBatch]) -> WriterCommitMessage:
+        fs = self.connection.filesystem()
+        task = uuid.uuid4().hex[:12]
+        staging, plan = self.plan["staging"], self.plan
+        ext = extension(plan["format"], plan["compression"])
+        open_writers: dict[str, _ObjectWriter] = {}
+        written: list[str] = []
+        counter = 0
+        try:
+            for batch in iterator:
+                for folder, piece in self._split(pa.Table.from_batches([batch])):
+                    writer = open_writers.get(folder)
+                    if writer is None:
+                        name = f"{folder}/" if folder else ""
+                        name += f"part-{task}-{counter:05d}{ext}"
+                        counter += 1
+                        writer = _ObjectWriter(fs, f"{staging}/{name}", piece.schema, plan)
+                        open_writers[folder] = writer
+                        written.append(name)
+                    writer.write(piece)
+                    if writer.size() >= plan["target_bytes"]:
+                        open_writers.pop(folder).close()
+            while open_writers:
+                open_writers.popitem()[1].close()
+        except BaseException as exc:
+            self._clean_up(fs, open_writers, written)
+            if _is_service_error(exc):
+                raise translate(exc, self.what) from None
+            raise
+        return _Written(written)
+
+    def _split(self, table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+        """The rows of each ``partition_by`` value combination, without those columns."""
+        partition_by = self.plan["partition_by"]
+        if not partition_by:
+            yield "", table
+            return
+        combos = table.select(partition_by).group_by(partition_by, use_threads=False)
+        for combo in combos.aggregate([]).to_pylist():
+            mask = None
+            for column, value in combo.items():
+                test = (
+                    pc.is_null(table[column])
+                    if value is None
+                    else pc.fill_null(pc.equal(table[column], value), False)
+                )
+                mask = test if mask is None else pc.and_(mask, test)
+            folder = "/".join(f"{c}={_folder_value(v)}" for c, v in combo.items())
+            yield folder, table.filter(mask).drop_columns(partition_by)
+
+    def _clean_up(self, fs: Any, open_writers: dict[str, _ObjectWriter], written: list[str]):
+        for writer in open_writers.values():
+            with contextlib.suppress(Exception):  # the object is deleted next anyway
+                writer.close()
+        for name in written:
+            with contextlib.suppress(Exception):  # the runner discards the staging too
+                fs.delete_file(f"{self.plan['staging']}/{name}")
+
+    def commit(self, messages: list[Any]) -> None:
+        files = sorted(f for m in messages if m is not None for f in m.files)
+        fs = self.connection.filesystem()
+        with fs.open_output_stream(f"{self.plan['staging']}/{COMMITTED}") as stream:
+            stream.write(json.dumps(files).encode())
+
+    def abort(self, messages: list[Any]) -> None:
+        """The failed tasks deleted their own objects; delete the successful tasks' too."""
+        fs = self.connection.filesystem()
+        for message in messages:
+            for name in getattr(message, "files", ()):
+                with contextlib.suppress(Exception):  # the runner discards the staging too
+                    fs.delete_file(f"{self.plan['staging']}/{name}")

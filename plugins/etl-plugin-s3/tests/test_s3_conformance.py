@@ -1,0 +1,102 @@
+"""The s3 extractor and loader through etl_core's conformance suites, on a moto server."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from etl_core.conformance import SECRET_MARKER
+from etl_core.testing import ExtractorConformance, LoaderConformance, TypeCase
+
+pytestmark = pytest.mark.spark
+
+TYPE_CASES = [
+    TypeCase("c_int32", "int32", (1, -(2**31), None), "int32"),
+    TypeCase("c_float32", "float32", (1.5, -2.25, None), "float32"),
+    TypeCase("c_bool", "bool_", (True, False, None), "bool_"),
+    TypeCase("c_text", "string", ("héllo", "", None), "string"),
+    TypeCase("c_binary", "binary", (b"\x00\xff", b"", None), "binary"),
+]
+
+
+class S3Hooks:
+    component = "s3"
+    type_cases = TYPE_CASES
+    basic_types = {"id": "int64", "name": "string", "amount": "float64"}
+
+    @pytest.fixture(autouse=True)
+    def _server(self, moto_server, bucket, s3h):
+        self.endpoint, self.bucket, self.h = moto_server.endpoint_url, bucket, s3h
+        self.s3 = s3h.client(self.endpoint)
+
+    @pytest.fixture
+    def target(self):
+        return f"t_{uuid.uuid4().hex[:8]}"
+
+    def credential_values(self):
+        return {"access_key_id": "etl-test-key", "secret_access_key": SECRET_MARKER}
+
+    def block(self, target, **options):
+        return {
+            "type": "s3",
+            "bucket": self.bucket,
+            "prefix": target,
+            "endpoint_url": self.endpoint,
+            "region": self.h.REGION,
+            "format": "parquet",
+            **options,
+        }
+
+    def create_target(self, target, columns, rows=(), key=()):
+        schema = pa.schema([(n, getattr(pa, t)()) for n, t in columns])
+        chunks = [list(rows)[i::3] for i in range(3)] if rows else [[]]
+        for i, chunk in enumerate(chunks):
+            buffer = io.BytesIO()
+            pq.write_table(pa.Table.from_pylist(chunk, schema=schema), buffer)
+            self.s3.put_object(
+                Bucket=self.bucket, Key=f"{target}/part-{i}.parquet", Body=buffer.getvalue()
+            )
+
+    def read_target(self, target):
+        from etl_plugin_s3.s3 import Connection
+
+        from etl_core import manifests
+
+        fs = Connection(self.h.REGION, self.endpoint, self.h.KEY, "x").filesystem()
+        root = f"{self.bucket}/{target}"
+        files = manifests.manifest_files(fs, root)
+        if files is None:
+            files = sorted(manifests.data_files(fs, root))
+        rows = []
+        for name in files:
+            with fs.open_input_file(f"{root}/{name}") as source:
+                rows += pq.read_table(source).to_pylist()
+        return rows
+
+    def staging_leftovers(self, target):
+        return self.h.keys(self.s3, self.bucket, f"{target}/_etl/tmp/")
+
+
+class TestS3LoaderConformance(S3Hooks, LoaderConformance):
+    modes = frozenset({"append", "overwrite", "error"})
+
+    def sink_block(self, target, **options):
+        return self.block(target, **options)
+
+    def failing_sink_block(self, target):
+        return {**self.block(target, mode="append"), "bucket": "etl-no-such-bucket-here"}
+
+
+class TestS3ExtractorConformance(S3Hooks, ExtractorConformance):
+    def source_block(self, target, **options):
+        return self.block(target, **options)
+
+    def partition_options(self, column, partitions):
+        return {"split_row_groups": partitions % 2 == 1}
+
+    def failing_source_block(self, target):
+        return {**self.block(target), "bucket": "etl-no-such-bucket-here"}
