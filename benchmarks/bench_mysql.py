@@ -3,13 +3,16 @@
     python benchmarks/bench_mysql.py [--rows 1000000] [--repeat 2] [--smoke]
 
 1. Extract: a table of ROWS x 6 columns → Parquet through etl (``mysql`` source, 2 partitions,
-   ``files`` sink) vs raw connectorx in one stream (``read_sql`` → ``pyarrow.parquet``).
+   ``files`` sink) vs raw connectorx in one stream (``read_sql`` → ``pyarrow.parquet``), vs
+   Spark's JDBC reader (MariaDB Connector/J from Debian's ``libmariadb-java``, 2 partitions).
 2. Upsert: Parquet of ROWS rows (half of the keys new) → the table through etl (``mysql``
    sink, ``mode: upsert``) vs raw ``LOAD DATA LOCAL INFILE`` into a temporary table +
    ``INSERT … ON DUPLICATE KEY UPDATE`` with PyMySQL.
 
 Needs the local MariaDB (127.0.0.1:3306, root without password). Creates and drops its own
-database. Medians of ``--repeat`` runs; the machine is shared, so figures are noisy.
+database. Figures as in bench_postgres.py: *steady* = median of ``--repeat`` runs after one
+untimed run at the same size, *first* = that run, *end-to-end* = first + Spark session start
+(etl and Spark JDBC). The machine is shared, so figures are noisy: see the load averages.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ import argparse
 import decimal
 import os
 import shutil
-import statistics
+import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pymysql
+from dbbench import Results, jdbc_jar, measure, measure_driver, start_spark
 
 HOST, PORT = "127.0.0.1", 3306
 
@@ -63,15 +66,6 @@ def fill(database: str, rows: int) -> None:
     conn.close()
 
 
-def timed(action: Callable[[], None], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run_pipeline(pipeline: dict, base_dir: Path) -> None:
     from etl_core import Pipeline
 
@@ -81,16 +75,29 @@ def run_pipeline(pipeline: dict, base_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="10k rows, one repeat")
+    parser.add_argument("--upsert-rows", type=int, help="rows of the upsert (default: --rows)")
+    parser.add_argument("--repeat", type=int, default=2, help="steady-state repetitions")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed runs between the first and the steady ones"
+    )
+    parser.add_argument("--cases", default="extract,upsert")
+    parser.add_argument("--baselines", default="raw,jdbc")
+    parser.add_argument("--smoke", action="store_true", help="10k rows, one repeat, no JDBC")
     args = parser.parse_args()
-    rows, repeat = (10_000, 1) if args.smoke else (args.rows, args.repeat)
+    if args.smoke:
+        args.rows, args.upsert_rows, args.repeat, args.baselines = 10_000, None, 1, "raw"
+        args.warmup = 0
+    rows, repeat = args.rows, args.repeat
+    if (args.upsert_rows or rows) > rows:
+        parser.error("--upsert-rows must not exceed --rows (the upsert's target is a copy of src)")
+    cases, baselines = set(args.cases.split(",")), set(args.baselines.split(","))
+    results = Results("mysql", vars(args))
+    jar, jar_note = jdbc_jar("mariadb") if "jdbc" in baselines else (None, "not asked for")
+    results.note(f"Spark JDBC baseline: {jar_note}")
 
-    from etl_core.config import EngineSpec
-    from etl_core.engine import get_spark
-
-    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
-    get_spark(EngineSpec(master="local[2]", conf={"spark.sql.shuffle.partitions": "2"}))
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark, session_s = start_spark([jar] if jar else [], "bench-mysql")
+    results.note(f"Spark session start (etl and Spark JDBC only): {session_s:.1f} s")
     database = f"etl_bench_{uuid.uuid4().hex[:8]}"
     root = connect()
     with root.cursor() as cursor:
@@ -98,125 +105,98 @@ def main() -> None:
         cursor.execute(f"CREATE DATABASE {database}")
     work = Path(tempfile.mkdtemp(prefix="etl-bench-mysql-"))
     connection = {"host": HOST, "port": PORT, "database": database}
+
+    def steady(fn: Callable[[], None], driver: bool = False) -> list[dict]:
+        return [(measure_driver if driver else measure)(fn) for _ in range(repeat)]
+
     try:
         fill(database, rows)
         uri = f"mysql://root@{HOST}:{PORT}/{database}"
 
         # -- extract -----------------------------------------------------------------------
-        def raw_extract() -> None:
-            table = connectorx.read_sql(uri, "SELECT * FROM src", return_type="arrow")
-            pq.write_table(table, work / "raw.parquet")
+        if "extract" in cases:
+            print(f"extract: {rows:,} rows x 6 columns, MariaDB -> Parquet", flush=True)
 
-        extract = {
-            "name": "bench_extract",
-            "sources": {
-                "src": {
-                    "type": "mysql",
-                    "connection": connection,
-                    "table": "src",
-                    "partition_column": "id",
-                    "partitions": 2,
-                }
-            },
-            "sinks": {
-                "out": {"type": "files", "input": "src", "path": "extract", "mode": "overwrite"}
-            },
-        }
-        run_pipeline(extract, work)  # warm-up: session, data source registration, JIT
-        raw_s = timed(raw_extract, repeat)
-        etl_s = timed(lambda: run_pipeline(extract, work), repeat)
-        assert pq.read_table(work / "extract").num_rows == rows
-        report("extract MariaDB → Parquet", rows, etl_s, raw_s, "connectorx 1 stream")
+            def raw_extract() -> None:
+                table = connectorx.read_sql(uri, "SELECT * FROM src", return_type="arrow")
+                pq.write_table(table, work / "raw.parquet")
+
+            extract = {
+                "name": "bench_extract",
+                "sources": {
+                    "src": {
+                        "type": "mysql",
+                        "connection": connection,
+                        "table": "src",
+                        "partition_column": "id",
+                        "partitions": 2,
+                    }
+                },
+                "sinks": {
+                    "out": {"type": "files", "input": "src", "path": "extract", "mode": "overwrite"}
+                },
+            }
+            label = "etl (2 partitions, local[2])"
+            first = measure(lambda: run_pipeline(extract, work))
+            for _ in range(args.warmup):
+                run_pipeline(extract, work)
+            results.add(
+                "extract",
+                label,
+                rows,
+                steady(lambda: run_pipeline(extract, work)),
+                first=first,
+                fixed_s=session_s,
+            )
+            assert pq.read_table(work / "extract").num_rows == rows
+            if "raw" in baselines:
+                results.add(
+                    "extract", "raw connectorx, one stream", rows, steady(raw_extract, True)
+                )
+                results.ratio("extract", label, "raw connectorx, one stream", 1.0)
+            if jar:
+
+                def jdbc() -> None:
+                    spark.read.jdbc(
+                        # jdbc:mysql: (MariaDB's driver takes it) selects Spark's MySQL dialect,
+                        # which quotes names with backquotes ("id" would be a string)
+                        f"jdbc:mysql://{HOST}:{PORT}/{database}",
+                        "src",
+                        column="id",
+                        lowerBound=1,
+                        upperBound=rows + 1,
+                        numPartitions=2,
+                        properties={
+                            "user": "root",
+                            "password": "",
+                            "driver": "org.mariadb.jdbc.Driver",
+                            "fetchsize": "10000",
+                        },
+                    ).write.mode("overwrite").parquet(str(work / "jdbc"))
+
+                first = measure(jdbc)
+                for _ in range(args.warmup):
+                    jdbc()
+                runs = steady(jdbc)
+                assert spark.read.parquet(str(work / "jdbc")).count() == rows
+                results.add(
+                    "extract",
+                    "Spark JDBC, 2 partitions",
+                    rows,
+                    runs,
+                    first=first,
+                    fixed_s=session_s,
+                )
+                results.ratio("extract", label, "Spark JDBC, 2 partitions")
 
         # -- upsert ------------------------------------------------------------------------
-        half = rows // 2
-        ids = pa.array(range(half + 1, half + 1 + rows), pa.int64())  # half old, half new
-        changes = pa.table(
-            {
-                "id": ids,
-                "user_id": pa.array([7] * rows, pa.int32()),
-                "amount": pa.array([decimal.Decimal("1.00")] * rows, pa.decimal128(12, 2)),
-                "name": pa.array(["changed"] * rows),
-                "created_at": pa.array([0] * rows, pa.int64()).cast(pa.timestamp("us")),
-                "flag": pa.array([True] * rows),
-            }
+        if "upsert" in cases:
+            upsert(database, args.upsert_rows or rows, work, connection, results, args, session_s)
+        results.note(
+            "2 cores shared with other agents' test runs: see the load averages; steady = "
+            "median after one untimed run at the same size"
         )
-        (work / "changes").mkdir()
-        for i in range(2):
-            pq.write_table(
-                changes.slice(i * half, half if i == 0 else rows - half),
-                work / "changes" / f"part-{i}.parquet",
-            )
-
-        def reset() -> None:
-            conn = connect(database)
-            with conn.cursor() as cursor:
-                cursor.execute("DROP TABLE IF EXISTS dst")
-                cursor.execute("CREATE TABLE dst LIKE src")
-                cursor.execute("INSERT INTO dst SELECT * FROM src")
-            conn.close()
-
-        def raw_upsert() -> None:
-            path = work / "raw.csv"
-            table = changes.set_column(5, "flag", changes.column("flag").cast(pa.int8()))
-            pacsv.write_csv(
-                table,
-                path,
-                pacsv.WriteOptions(
-                    include_header=False, quoting_style="all_valid", null_string="NULL"
-                ),
-            )
-            conn = connect(database)
-            conn.autocommit(False)
-            with conn.cursor() as cursor:
-                cursor.execute("CREATE TEMPORARY TABLE stage LIKE dst")
-                cursor.execute(
-                    "LOAD DATA LOCAL INFILE %s INTO TABLE stage CHARACTER SET utf8mb4 FIELDS "
-                    "TERMINATED BY ',' ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'",
-                    (str(path),),
-                )
-                cursor.execute(
-                    "INSERT INTO dst SELECT * FROM stage ON DUPLICATE KEY UPDATE "
-                    "user_id = VALUES(user_id), amount = VALUES(amount), name = VALUES(name), "
-                    "created_at = VALUES(created_at), flag = VALUES(flag)"
-                )
-            conn.commit()
-            conn.close()
-
-        upsert = {
-            "name": "bench_upsert",
-            "sources": {"changes": {"type": "files", "format": "parquet", "path": "changes"}},
-            "sinks": {
-                "out": {
-                    "type": "mysql",
-                    "input": "changes",
-                    "connection": connection,
-                    "table": "dst",
-                    "mode": "upsert",
-                    "key": ["id"],
-                }
-            },
-        }
-        raw_times, etl_times = [], []
-        for _ in range(repeat):
-            reset()
-            raw_times.append(timed(raw_upsert, 1))
-            reset()
-            etl_times.append(timed(lambda: run_pipeline(upsert, work), 1))
-        check = connect(database)
-        with check.cursor() as cursor:
-            cursor.execute("SELECT COUNT(*), SUM(name = 'changed') FROM dst")
-            total, changed = cursor.fetchone()
-        check.close()
-        assert (total, int(changed)) == (half + rows, rows), (total, changed)
-        report(
-            "upsert Parquet → MariaDB",
-            rows,
-            statistics.median(etl_times),
-            statistics.median(raw_times),
-            "LOAD DATA + ON DUPLICATE KEY",
-        )
-        print("note: 2 cores shared with other developers' test runs; figures are noisy")
+        results.write()
     finally:
         with root.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {database}")
@@ -224,13 +204,110 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(label: str, rows: int, etl_s: float, raw_s: float, baseline: str) -> None:
+def upsert(
+    database: str,
+    rows: int,
+    work: Path,
+    connection: dict,
+    results: Results,
+    args: argparse.Namespace,
+    session_s: float,
+) -> None:
     print(
-        f"{label}: {rows} rows — etl {rows / etl_s:,.0f} rows/s ({etl_s:.2f} s), "
-        f"{baseline} {rows / raw_s:,.0f} rows/s ({raw_s:.2f} s), ratio etl/raw "
-        f"{raw_s / etl_s:.2f}x",
-        flush=True,
+        f"upsert: {rows:,} rows (half new keys), Parquet -> MariaDB table of {rows:,}", flush=True
     )
+    half = rows // 2
+    ids = pa.array(range(half + 1, half + 1 + rows), pa.int64())  # half old, half new
+    changes = pa.table(
+        {
+            "id": ids,
+            "user_id": pa.array([7] * rows, pa.int32()),
+            "amount": pa.array([decimal.Decimal("1.00")] * rows, pa.decimal128(12, 2)),
+            "name": pa.array(["changed"] * rows),
+            "created_at": pa.array([0] * rows, pa.int64()).cast(pa.timestamp("us")),
+            "flag": pa.array([True] * rows),
+        }
+    )
+    (work / "changes").mkdir()
+    for i in range(2):
+        pq.write_table(
+            changes.slice(i * half, half if i == 0 else rows - half),
+            work / "changes" / f"part-{i}.parquet",
+        )
+
+    def reset() -> None:
+        conn = connect(database)
+        with conn.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS dst")
+            cursor.execute("CREATE TABLE dst LIKE src")
+            cursor.execute(f"INSERT INTO dst SELECT * FROM src WHERE id <= {rows}")
+        conn.close()
+
+    def check() -> None:
+        conn = connect(database)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*), SUM(name = 'changed') FROM dst")
+            total, changed = cursor.fetchone()
+        conn.close()
+        assert (total, int(changed)) == (half + rows, rows), (total, changed)
+
+    def raw_upsert() -> None:
+        path = work / "raw.csv"
+        table = pq.read_table(work / "changes")
+        table = table.set_column(5, "flag", table.column("flag").cast(pa.int8()))
+        pacsv.write_csv(
+            table,
+            path,
+            pacsv.WriteOptions(include_header=False, quoting_style="all_valid", null_string="NULL"),
+        )
+        conn = connect(database)
+        conn.autocommit(False)
+        with conn.cursor() as cursor:
+            cursor.execute("CREATE TEMPORARY TABLE stage LIKE dst")
+            cursor.execute(
+                "LOAD DATA LOCAL INFILE %s INTO TABLE stage CHARACTER SET utf8mb4 FIELDS "
+                "TERMINATED BY ',' ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'",
+                (str(path),),
+            )
+            cursor.execute(
+                "INSERT INTO dst SELECT * FROM stage ON DUPLICATE KEY UPDATE "
+                "user_id = VALUES(user_id), amount = VALUES(amount), name = VALUES(name), "
+                "created_at = VALUES(created_at), flag = VALUES(flag)"
+            )
+        conn.commit()
+        conn.close()
+
+    pipeline = {
+        "name": "bench_upsert",
+        "sources": {"changes": {"type": "files", "format": "parquet", "path": "changes"}},
+        "sinks": {
+            "out": {
+                "type": "mysql",
+                "input": "changes",
+                "connection": connection,
+                "table": "dst",
+                "mode": "upsert",
+                "key": ["id"],
+            }
+        },
+    }
+
+    def runs_of(fn: Callable[[], None], count: int, driver: bool = False) -> list[dict]:
+        done = []
+        for _ in range(count):
+            reset()
+            done.append((measure_driver if driver else measure)(fn))
+            check()
+        return done
+
+    label = "etl (stage LOAD DATA, publish in one transaction)"
+    etl = lambda: run_pipeline(pipeline, work)  # noqa: E731
+    first = runs_of(etl, 1)[0]
+    runs_of(etl, args.warmup)
+    results.add("upsert", label, rows, runs_of(etl, args.repeat), first=first, fixed_s=session_s)
+    raw = runs_of(raw_upsert, args.repeat, True)
+    results.add("upsert", "raw LOAD DATA + ON DUPLICATE KEY", rows, raw)
+    results.ratio("upsert", label, "raw LOAD DATA + ON DUPLICATE KEY")
 
 
 if __name__ == "__main__":

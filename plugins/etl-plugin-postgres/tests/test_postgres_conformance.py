@@ -32,6 +32,18 @@ TYPE_CASES = [
         (D("123456789.123"), D("-0.001"), D("0.000"), None),
         pa.decimal128(12, 3),
     ),
+    TypeCase(  # read as its unscaled int8 (precision <= 18): the widest and the narrowest
+        "c_numeric18",
+        "numeric(18,2)",
+        (D("9999999999999999.99"), D("-9999999999999999.99"), D("-0.01"), None),
+        pa.decimal128(18, 2),
+    ),
+    TypeCase(  # precision 19..38: read as numeric, decoded from text
+        "c_numeric30",
+        "numeric(30,5)",
+        (D("1234567890123456789012345.12345"), D("-0.00001"), None),
+        pa.decimal128(30, 5),
+    ),
     TypeCase(
         "c_numeric_any",
         "numeric",

@@ -68,6 +68,56 @@ def test_upsert_refuses_duplicate_keys_in_one_batch(
     assert staging(pg, pg_schema) == []
 
 
+def test_upsert_refuses_duplicate_new_keys_in_one_batch(
+    run, pg, pg_schema, pg_connection_block, tmp_path
+):
+    """Two rows with a key the target lacks: MERGE would insert both (the key's unique index
+    refuses the second); the refusal reads the same as for keys already there."""
+    table = f"{pg_schema}.t"
+    pg.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v jsonb)")
+    pg.execute(f"INSERT INTO {table} VALUES (1, '{{}}')")
+    source = csv_source(tmp_path, "id,v\n5,{}\n5,[]\n2,{}\n", "id INT, v STRING")
+    with pytest.raises(EtlError, match=r"several rows with the same key \(id\).*deduplicate"):
+        run(
+            {"src": source},
+            {"out": sink(pg_schema, pg_connection_block, table=table, mode="upsert", key=["id"])},
+        )
+    assert rows(pg, table) == [(1, {})]
+    assert staging(pg, pg_schema) == []
+
+
+def test_upsert_on_a_key_without_unique_index_says_so(
+    run, pg, pg_schema, pg_connection_block, tmp_path
+):
+    table = f"{pg_schema}.t"
+    pg.execute(f"CREATE TABLE {table} (id int, v text)")
+    source = csv_source(tmp_path, "id,v\n1,a\n", "id INT, v STRING")
+    with pytest.raises(EtlError, match=r"no unique or exclusion constraint"):
+        run(
+            {"src": source},
+            {"out": sink(pg_schema, pg_connection_block, table=table, mode="upsert", key=["id"])},
+        )
+    assert rows(pg, table) == []
+
+
+def test_upsert_updates_and_inserts_casting_text_landed_columns(
+    run, pg, pg_schema, pg_connection_block, tmp_path
+):
+    table = f"{pg_schema}.t"
+    pg.execute(f"CREATE TABLE {table} (k1 int, k2 text, v jsonb, n int, PRIMARY KEY (k2, k1))")
+    pg.execute(f"INSERT INTO {table} VALUES (1, 'a', '{{\"x\": 1}}', 1), (2, 'b', '[]', 2)")
+    source = csv_source(
+        tmp_path,
+        "k1,k2,v,n\n1,a,[9],10\n3,c,[3],30\n",
+        "k1 INT, k2 STRING, v STRING, n INT",
+    )
+    run(
+        {"src": source},
+        {"out": sink(pg_schema, pg_connection_block, table=table, mode="upsert", key=["k1", "k2"])},
+    )
+    assert rows(pg, table, "k1") == [(1, "a", [9], 10), (2, "b", [], 2), (3, "c", [3], 30)]
+
+
 def test_check_and_not_null_reject_while_staging(run, pg, pg_schema, pg_connection_block, tmp_path):
     table = f"{pg_schema}.t"
     pg.execute(f"CREATE TABLE {table} (id int NOT NULL, amount numeric(8,2) CHECK (amount > 0))")

@@ -1,7 +1,7 @@
 """Spark Python data source ``etl_mysql``: the I/O that runs on the executors.
 
-Reading: one input partition per SQL query, fetched with connectorx as Arrow and cast to the
-declared Spark schema. Writing: each task writes its Arrow batches as CSV to a temporary file
+Reading: one input partition per SQL query, streamed by connectorx as Arrow batches and cast to
+the declared Spark schema. Writing: each task writes its Arrow batches as CSV to a temporary file
 and ``LOAD DATA LOCAL INFILE``s it into the run's staging table in one transaction, together
 with a row in the staging's task table keyed by the partition id, so a task that Spark runs
 again after it committed loads nothing twice.
@@ -33,6 +33,8 @@ from pyspark.sql.types import StructType
 from etl_plugin_mysql.client import Endpoint, quote_name, session
 
 NAME = "etl_mysql"
+#: rows per Arrow batch of a read (connectorx ``arrow_stream``)
+BATCH_ROWS = 65536
 
 
 class MySQLDataSource(DataSource):
@@ -73,18 +75,19 @@ class MySQLReader(DataSourceReader):
 
         endpoint = Endpoint.from_options(self.options)
         target = to_arrow_schema(self.schema, timezone="UTC")
-        try:
-            table = connectorx.read_sql(endpoint.uri(), partition.query, return_type="arrow")
+        try:  # batches as they arrive: Spark consumes one while the next is fetched
+            batches = connectorx.read_sql(
+                endpoint.uri(), partition.query, return_type="arrow_stream", batch_size=BATCH_ROWS
+            )
+            for batch in batches:
+                if batch.num_rows:
+                    arrays = [pc.cast(batch.column(i), f.type) for i, f in enumerate(target)]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=target)
         except Exception as exc:  # noqa: BLE001 - connectorx raises bare RuntimeErrors
             message = endpoint.redact(str(exc))
             raise RuntimeError(
                 f"{self.options.get('what', 'mysql source')} (mysql {endpoint.where}): {message}"
             ) from None
-        if table.num_rows == 0:
-            return
-        arrays = [pc.cast(table.column(i), field.type) for i, field in enumerate(target)]
-        result = pa.Table.from_arrays(arrays, schema=target)
-        yield from result.to_batches()
 
 
 @attrs.frozen

@@ -242,6 +242,65 @@ def _json_for_nested(df: DataFrame) -> DataFrame:
 _CREATED = re.compile(r"created_epoch=(\d+(?:\.\d+)?)")
 
 
+#: memory for the MERGE's join or sort, per publish (one transaction; the default 4MB spills
+#: a 1M-row hash join to disk in 8 batches)
+MERGE_WORK_MEM = "256MB"
+
+
+def _key_index(conn: psycopg.Connection, target: str, options: PostgresSinkOptions) -> str | None:
+    """The name of the target's unique index on exactly the upsert key (not partial, not on
+    expressions, NULLs distinct), when the server has MERGE (15+); else ``None``: the upsert
+    stays ``INSERT … ON CONFLICT``, which also names a missing unique index as the problem."""
+    if conn.info.server_version < 150000:
+        return None
+    row = conn.execute(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = %s::regclass "
+        "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "
+        "AND NOT i.indnullsnotdistinct AND (SELECT array_agg(a.attname::text ORDER BY a.attname)"
+        " FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = %s "
+        "AND i.indnkeyatts = %s LIMIT 1",
+        [target, sorted(options.key), len(options.key)],
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def _select_staged(
+    source: str, staged: list[PgColumn], existing: list[PgColumn], where: str = ""
+) -> str:
+    """The staged rows as the target's types: columns landed as text are cast; strings go by
+    assignment (too long fails, never truncates)."""
+    types = {c.name: c for c in existing}
+    select = ", ".join(
+        f"{ident(c.name)}::{types[c.name].formatted} AS {ident(c.name)}"
+        if c.typname == "text" and types[c.name].typname not in STRING_TYPES
+        else ident(c.name)
+        for c in staged
+    )
+    return f"SELECT {select} FROM {source}{where}"  # noqa: S608
+
+
+def _merge_into(
+    stg: str,
+    target: str,
+    staged: list[PgColumn],
+    existing: list[PgColumn],
+    options: PostgresSinkOptions,
+) -> str:
+    """The upsert as one ``MERGE``: the same rows and casts as ``_merge_statement``."""
+    select = _select_staged(stg, staged, existing)
+    columns = [c.name for c in staged]
+    on = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in options.key)
+    updates = [c for c in columns if c not in options.key]
+    statement = f"MERGE INTO {target} AS t USING ({select}) AS s ON {on}"
+    if updates:
+        assign = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in updates)
+        statement += f" WHEN MATCHED THEN UPDATE SET {assign}"
+    values = ", ".join(f"s.{ident(c)}" for c in columns)
+    insert = f" WHEN NOT MATCHED THEN INSERT ({names(columns)}) VALUES ({values})"  # noqa: S608
+    return statement + insert
+
+
 class PostgresLoader(Loader):
     """Stage into ``etl_stg_<run_key>_<n>`` beside the target; publish with one transaction."""
 
@@ -450,15 +509,9 @@ class PostgresLoader(Loader):
         options: PostgresSinkOptions,
         where: str = "",
     ) -> str:
-        types = {c.name: c for c in existing}
         columns = [c.name for c in staged]
-        select = ", ".join(
-            f"{ident(c.name)}::{types[c.name].formatted}"
-            if c.typname == "text" and types[c.name].typname not in STRING_TYPES
-            else ident(c.name)  # strings by assignment: too long fails, never truncates
-            for c in staged
-        )
-        statement = f"INSERT INTO {target} ({names(columns)}) SELECT {select} FROM {source}{where}"  # noqa: S608
+        select = _select_staged(source, staged, existing, where)
+        statement = f"INSERT INTO {target} ({names(columns)}) {select}"
         if options.mode == "upsert":
             updates = [c for c in columns if c not in options.key]
             action = (
@@ -499,9 +552,22 @@ class PostgresLoader(Loader):
         import psycopg
 
         PostgresLoader._before_merge(conn, target, options, what)
+        key_index = _key_index(conn, target, options) if options.mode == "upsert" else None
+        if key_index is None:
+            statement = PostgresLoader._merge_statement(stg, target, staged, existing, options)
+        else:  # the upsert as MERGE: a join instead of one speculative insert per row
+            statement = _merge_into(stg, target, staged, existing, options)
+            conn.execute(f"ANALYZE {stg}")  # the planner sizes the join by the staged rows
+            conn.execute(f"SET LOCAL work_mem = {literal(conn, MERGE_WORK_MEM)}")
         try:
-            conn.execute(PostgresLoader._merge_statement(stg, target, staged, existing, options))
+            conn.execute(statement)
         except psycopg.errors.CardinalityViolation:
+            raise PostgresLoader._duplicate_keys(options, what) from None
+        except psycopg.errors.UniqueViolation as exc:
+            # MERGE inserts two new rows with one key (ON CONFLICT would have refused both as
+            # a cardinality violation): the same refusal, named the same way
+            if key_index is None or exc.diag.constraint_name != key_index:
+                raise
             raise PostgresLoader._duplicate_keys(options, what) from None
 
     @staticmethod

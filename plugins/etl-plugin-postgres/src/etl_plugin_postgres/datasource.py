@@ -70,6 +70,21 @@ def arrow_type(code: str) -> pa.DataType:
     }[code]
 
 
+def decimal_of_unscaled(column: pa.Array, target: pa.Decimal128Type) -> pa.Array:
+    """An int64 array of unscaled values (the read plan's ``(x * 1eS)::int8``) as ``target``:
+    each value widened to the 128-bit two's complement a decimal128 stores, no arithmetic."""
+    import numpy as np
+
+    values = column.fill_null(0).to_numpy()
+    words = np.empty((len(values), 2), np.int64)
+    words[:, 0] = values
+    words[:, 1] = values >> 63  # the sign, extended
+    validity = column.is_valid().buffers()[1] if column.null_count else None
+    return pa.Array.from_buffers(
+        target, len(column), [validity, pa.py_buffer(words)], column.null_count
+    )
+
+
 def conform(column: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
     """Cast one column to ``target``; PostgreSQL-specific extension types give up their
     storage first (numeric arrives as text and becomes a decimal here)."""
@@ -138,9 +153,11 @@ class PostgresReader(DataSourceReader):
             conn.close()
 
     def _conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        columns = [
-            conform(batch.column(i), field.type) for i, field in enumerate(self.arrow_schema)
-        ]
+        columns = []
+        for column, field in zip(batch.columns, self.arrow_schema, strict=True):
+            if pa.types.is_decimal(field.type) and pa.types.is_int64(column.type):
+                column = decimal_of_unscaled(column, field.type)
+            columns.append(conform(column, field.type))
         return pa.RecordBatch.from_arrays(columns, schema=self.arrow_schema)
 
 

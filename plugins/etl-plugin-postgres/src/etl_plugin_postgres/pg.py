@@ -278,6 +278,12 @@ class PgColumn:
     scale: int | None = None
 
 
+#: numeric(p, s) with p up to this is read as its unscaled integer (``int8``) and rebuilt as a
+#: decimal on the executor: ADBC decodes numeric to text, which costs more than the rest of a
+#: typical row (benchmarks/README.md)
+UNSCALED_DIGITS = 18
+
+
 def numeric_decimal(precision: int | None, scale: int | None) -> tuple[int, int] | None:
     if precision is None or precision > 38:
         return None
@@ -291,6 +297,8 @@ def read_plan(column: PgColumn) -> tuple[str, str]:
         return quoted, NATIVE_READ[column.typname]
     if column.typname == "numeric":
         decimal = numeric_decimal(column.precision, column.scale)
+        if decimal and decimal[0] <= UNSCALED_DIGITS:  # exact: the column holds that scale
+            return f"({quoted} * 1e{decimal[1]})::int8", f"DECIMAL({decimal[0]},{decimal[1]})"
         if decimal:
             return quoted, f"DECIMAL({decimal[0]},{decimal[1]})"
         return f"{quoted}::text", "STRING"
