@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import uuid
 
@@ -20,7 +21,37 @@ TYPE_CASES = [
     TypeCase("c_bool", "bool_", (True, False, None), "bool_"),
     TypeCase("c_text", "string", ("héllo", "", None), "string"),
     TypeCase("c_binary", "binary", (b"\x00\xff", b"", None), "binary"),
+    TypeCase("c_date", "date32", (dt.date(2024, 2, 29), dt.date(1, 1, 1), None), "date32"),
+    TypeCase(  # Spark TIMESTAMP: UTC instants
+        "c_ts",
+        "timestamp[us, tz=UTC]",
+        (
+            dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+            dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+            None,
+        ),
+        pa.timestamp("us", tz="UTC"),
+    ),
+    TypeCase(  # no time zone: Spark TIMESTAMP_NTZ
+        "c_ts_ntz",
+        "timestamp[us]",
+        (dt.datetime(2024, 1, 2, 3, 4, 5, 6), None),
+        pa.timestamp("us"),
+    ),
+    TypeCase(  # nanoseconds are read as microseconds (Spark's precision); the sink writes us
+        "c_ts_ns",
+        "timestamp[ns]",
+        (dt.datetime(2024, 1, 2, 3, 4, 5, 6), None),
+        pa.timestamp("us"),
+        loadable=False,
+    ),
 ]
+#: native types that are not a pyarrow factory without arguments
+ARROW_TYPES = {
+    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+    "timestamp[us]": pa.timestamp("us"),
+    "timestamp[ns]": pa.timestamp("ns"),
+}
 
 
 class S3Hooks:
@@ -52,7 +83,7 @@ class S3Hooks:
         }
 
     def create_target(self, target, columns, rows=(), key=()):
-        schema = pa.schema([(n, getattr(pa, t)()) for n, t in columns])
+        schema = pa.schema([(n, ARROW_TYPES.get(t) or getattr(pa, t)()) for n, t in columns])
         chunks = [list(rows)[i::3] for i in range(3)] if rows else [[]]
         for i, chunk in enumerate(chunks):
             buffer = io.BytesIO()

@@ -174,6 +174,45 @@ def test_a_corrupt_parquet_object_fails_clearly_or_is_dead_lettered(
     assert records[0]["errors"][0]["rule"] == "corrupt_object"
 
 
+def test_replay_of_extract_dead_letters_reads_the_fixed_objects_again(
+    etl_run, tmp_path, s3_env, block, s3, bucket, s3h
+):
+    from click.testing import CliRunner
+
+    from etl_core.cli import main
+
+    s3h.put_parquet(s3, bucket, "mixed/day=1/good.parquet", ROWS[:10], SCHEMA)
+    s3.put_object(Bucket=bucket, Key="mixed/day=2/bad.parquet", Body=b"this is not parquet")
+    s3.put_object(Bucket=bucket, Key="mixed/day=3/worse.parquet", Body=b"nor is this")
+    source = {
+        **block("mixed", format="parquet", on_corrupt="dead_letter"),
+        "read_schema": "id BIGINT, name STRING, country STRING, day BIGINT",
+    }
+    out, dlq = tmp_path / "out", tmp_path / "dlq"
+    spec = pipeline(
+        s3_env,
+        {"src": source},
+        {"out": {"type": "files", "input": "src", "path": str(out), "mode": "append"}},
+        errors={"dead_letter": {"type": "files", "path": str(dlq)}},
+    )
+    first = etl_run(spec, plugins=True)
+    assert first.dead_letters == 2
+    s3h.put_parquet(s3, bucket, "mixed/day=2/bad.parquet", ROWS[10:20], SCHEMA)  # the fix
+    s3h.put_parquet(s3, bucket, "mixed/day=1/new.parquet", ROWS[20:], SCHEMA)  # not replayed
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    args = ["--quiet", "dlq", "replay", str(dlq / "s3test" / first.run_key)]
+    result = CliRunner().invoke(main, [*args, "--pipeline", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 0, result.output
+    rows = local_rows(out)
+    assert by_id(rows) == [{**r, "day": 1 if r["id"] < 10 else 2} for r in ROWS[:20]]
+    records = [
+        json.loads(line) for f in dlq.rglob("*.jsonl") for line in f.read_text().splitlines()
+    ]
+    positions = sorted(r["source_position"] for r in records)
+    worse = f"s3://{bucket}/mixed/day=3/worse.parquet"
+    assert positions == [f"s3://{bucket}/mixed/day=2/bad.parquet", worse, worse]  # again
+
+
 def test_a_missing_bucket_is_a_clear_error(etl_run, tmp_path, s3_env, block):
     source = {**block("x", format="parquet"), "bucket": "etl-missing-bucket-xyz"}
     with pytest.raises(EtlError, match=r"source 'src'.*NoSuchBucket.*check `bucket`"):

@@ -78,8 +78,73 @@ class S3Extractor(Extractor):
         return []
 
     def extract(self, ctx: Context, options: S3SourceOptions) -> DataFrame:
-        from etl_plugin_s3.datasource import CORRUPT, NAME, POSITION, S3DataSource
+        what, capture = self._what(ctx, options)
+        connection = Connection.of(access_of(options), what)
+        fs = connection.filesystem()
+        try:
+            every = self._objects(fs, options)
+            if not every:
+                _require_bucket(fs, options.bucket, what)
+            paths = self._incremental(ctx, every)
+            footers = _footers(fs, options, paths, need_first=not ctx.read_schema)
+            schema = self._schema(ctx, fs, options, paths, footers)
+            parts = self._parts(options, paths, footers, _parallelism(ctx))
+        except OSError as exc:
+            raise translate(exc, what) from None
+        if schema is None:
+            raise PermanentError(
+                f"{what}: no data objects there; declare `read_schema` on the source to read "
+                "it as an empty dataset, or check `bucket`/`prefix`"
+            )
+        return self._load(ctx, options, connection, what, schema, parts, capture)
 
+    def replay(
+        self, ctx: Context, options: S3SourceOptions, records: DataFrame, schema: StructType
+    ) -> DataFrame:
+        """``etl dlq replay`` of this source's ``extract`` dead letters (one per corrupt
+        object, its ``source_position`` the object's URL): read those objects again with the
+        source's options now. An object fixed since is read whole; one still unreadable is
+        dead-lettered again (``on_corrupt: dead_letter``) or fails the replay."""
+        import pyarrow.fs as pafs
+
+        what, capture = self._what(ctx, options)
+        positions = sorted(
+            {r[0] for r in records.select("source_position").distinct().collect() if r[0]}
+        )
+        if not positions:
+            return ctx.spark.createDataFrame([], schema)
+        paths = []
+        for position in positions:
+            path = position.removeprefix("s3://")
+            if path == position or path.split("/", 1)[0] != options.bucket:
+                raise PermanentError(
+                    f"{what}: cannot replay the dead letter of {position!r}: it names no "
+                    f"object of bucket {options.bucket!r}"
+                )
+            paths.append(path)
+        connection = Connection.of(access_of(options), what)
+        fs = connection.filesystem()
+        root = _base(options)
+        try:
+            objects = []
+            for info in fs.get_file_info(paths):
+                if info.type != pafs.FileType.File:
+                    raise PermanentError(
+                        f"{what}: cannot replay the dead letter of {s3_url(info.path)}: the "
+                        "object is gone"
+                    )
+                relative = info.path.removeprefix(root + "/")
+                if relative == info.path:
+                    relative = info.path.split("/", 1)[1]
+                objects.append(_Object(info.path, relative, info.mtime.timestamp(), info.size))
+            footers = _footers(fs, options, objects, need_first=False)
+            parts = self._parts(options, objects, footers, _parallelism(ctx))
+        except OSError as exc:
+            raise translate(exc, what) from None
+        return self._load(ctx, options, connection, what, schema, parts, capture)
+
+    @staticmethod
+    def _what(ctx: Context, options: S3SourceOptions) -> tuple[str, bool]:
         location = s3_url((options.glob and f"{options.bucket}/{options.glob}") or
                           _root(options.bucket, options.prefix))  # fmt: skip
         what = f"source {ctx.dataset!r} ({location})"
@@ -89,26 +154,27 @@ class S3Extractor(Extractor):
                 f"{what}: `on_corrupt: dead_letter` needs a dead-letter sink; add "
                 "`errors: {dead_letter: {type: files, path: dlq/}}` (or an s3 one)"
             )
-        connection = Connection.of(access_of(options), what)
-        fs = connection.filesystem()
-        try:
-            every = self._objects(fs, options)
-            if not every:
-                _require_bucket(fs, options.bucket, what)
-            paths = self._incremental(ctx, every)
-            schema = self._schema(ctx, fs, options, paths)
-            parts = self._parts(fs, options, paths)
-        except OSError as exc:
-            raise translate(exc, what) from None
-        if schema is None:
-            raise PermanentError(
-                f"{what}: no data objects there; declare `read_schema` on the source to read "
-                "it as an empty dataset, or check `bucket`/`prefix`"
-            )
+        return what, capture
+
+    def _load(
+        self,
+        ctx: Context,
+        options: S3SourceOptions,
+        connection: Connection,
+        what: str,
+        schema: StructType,
+        parts: list[dict[str, Any]],
+        capture: bool,
+    ) -> DataFrame:
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        from etl_plugin_s3.datasource import CORRUPT, NAME, POSITION, S3DataSource
+
         if not parts:
             return ctx.spark.createDataFrame([], schema)
-        if capture:
-            schema = schema.add(CORRUPT, "string").add(POSITION, "string")
+        if capture:  # a copy: ``schema`` may be the caller's
+            extra = [StructField(CORRUPT, StringType()), StructField(POSITION, StringType())]
+            schema = StructType([*schema.fields, *extra])
         plan = {
             "format": options.format,
             "compression": options.compression,
@@ -130,16 +196,15 @@ class S3Extractor(Extractor):
     def _objects(fs: pafs.FileSystem, options: S3SourceOptions) -> list[_Object]:
         """The visible objects to read; under a prefix with manifests, only the published."""
         if options.glob is None:
-            root = _root(options.bucket, options.prefix)
+            root = _base(options)
             found = manifests.data_files(fs, root)
             listed = manifests.manifest_files(fs, root)
             names = sorted(found) if listed is None else [f for f in listed if f in found]
             return [
                 _Object(f"{root}/{n}", n, found[n].mtime.timestamp(), found[n].size) for n in names
             ]
-        literal = re.split(r"[*?\[]", options.glob, maxsplit=1)[0]
-        base = posixpath.dirname(literal)
-        root = _root(options.bucket, base)
+        root = _base(options)
+        base = root[len(options.bucket) + 1 :]
         pattern = _glob_regex(options.glob[len(base) :].lstrip("/"))
         found = manifests.data_files(fs, root)
         return [
@@ -163,6 +228,7 @@ class S3Extractor(Extractor):
         fs: pafs.FileSystem,
         options: S3SourceOptions,
         objects: list[_Object],
+        footers: Mapping[str, _Footer | None],
     ) -> StructType | None:
         if ctx.read_schema:
             return ctx.spark.createDataFrame([], ctx.read_schema).schema
@@ -171,7 +237,8 @@ class S3Extractor(Extractor):
         from pyspark.sql.pandas.types import from_arrow_schema
         from pyspark.sql.types import LongType, StringType, StructType
 
-        arrow = _first_schema(fs, options, objects[0])
+        footer = footers.get(objects[0].path)
+        arrow = footer.schema if footer is not None else _first_schema(fs, options, objects[0])
         schema = StructType(list(from_arrow_schema(arrow).fields))
         if options.partitioning == "hive":
             values: dict[str, list[str | None]] = {}
@@ -186,16 +253,22 @@ class S3Extractor(Extractor):
 
     @staticmethod
     def _parts(
-        fs: pafs.FileSystem, options: S3SourceOptions, objects: list[_Object]
+        options: S3SourceOptions,
+        objects: list[_Object],
+        footers: Mapping[str, _Footer | None],
+        parallelism: int,
     ) -> list[dict[str, Any]]:
+        """One partition per object, or, for parquet with ``split_row_groups``, per run of
+        consecutive row groups of one object of about ``_split_bytes`` (as Spark splits
+        files): as many partitions as cores for small inputs, 128 MiB each for large ones."""
         parts = []
+        split = _split_bytes(objects, parallelism)
         for obj in objects:
             values = _hive_values(obj.relative) if options.partitioning == "hive" else {}
             groups: list[list[int] | None] = [None]
-            if options.format == "parquet" and options.split_row_groups:
-                count = _row_groups(fs, obj.path)
-                if count is not None:
-                    groups = [[i] for i in range(count)]
+            footer = footers.get(obj.path)
+            if footer is not None and footer.sizes:
+                groups = _group_row_groups(footer.sizes, split)
             parts += [{"path": obj.path, "row_groups": g, "values": values} for g in groups]
         return parts
 
@@ -220,6 +293,15 @@ class S3Extractor(Extractor):
         )
         ctx.dead_letter("extract", bad)
         return df.filter(F.col(CORRUPT).isNull()).drop(CORRUPT, POSITION)
+
+
+def _base(options: S3SourceOptions) -> str:
+    """``bucket/prefix``, or ``bucket/<the glob's literal folders>``: where hive folders and
+    relative names start."""
+    if options.glob is None:
+        return _root(options.bucket, options.prefix)
+    literal = re.split(r"[*?\[]", options.glob, maxsplit=1)[0]
+    return _root(options.bucket, posixpath.dirname(literal))
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -282,19 +364,96 @@ def _first_schema(fs: pafs.FileSystem, options: S3SourceOptions, obj: _Object) -
         ) from None
 
 
-def _row_groups(fs: pafs.FileSystem, path: str) -> int | None:
-    """Row groups of a parquet object (its footer), or ``None`` when the footer is unreadable:
-    then the object is one partition, and reading it reports (or dead-letters) it."""
+@attrs.frozen
+class _Footer:
+    """What the driver needs of a parquet object's footer."""
+
+    schema: pa.Schema
+    sizes: list[int]  # compressed bytes of each row group
+
+
+#: Spark's defaults for file splits: ``spark.sql.files.maxPartitionBytes``, ``openCostInBytes``
+MAX_SPLIT_BYTES = 128 << 20
+OPEN_COST_BYTES = 4 << 20
+#: footers read at once on the driver
+FOOTER_THREADS = 16
+
+
+def _footer(fs: pafs.FileSystem, path: str) -> _Footer | None:
+    """The footer of a parquet object, or ``None`` when it is unreadable: then the object is
+    one partition, and reading it reports (or dead-letters) it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         with fs.open_input_file(path) as source:
-            return int(pq.ParquetFile(source).metadata.num_row_groups)
+            parquet = pq.ParquetFile(source)
+            meta = parquet.metadata
+            sizes = [
+                sum(
+                    meta.row_group(g).column(c).total_compressed_size
+                    for c in range(meta.num_columns)
+                )
+                for g in range(meta.num_row_groups)
+            ]
+            return _Footer(parquet.schema_arrow, sizes)
     except (pa.ArrowInvalid, OSError) as exc:
         if isinstance(exc, OSError) and "AWS Error" in str(exc):
             raise
         return None
+
+
+def _footers(
+    fs: pafs.FileSystem, options: S3SourceOptions, objects: list[_Object], need_first: bool
+) -> dict[str, _Footer | None]:
+    """The footers the plan needs, read concurrently: every object's when row groups are
+    split, else the first object's when the schema is inferred (each object's footer once)."""
+    if options.format != "parquet" or not objects:
+        return {}
+    if options.split_row_groups:
+        paths = [o.path for o in objects]
+    elif need_first:
+        paths = [objects[0].path]
+    else:
+        return {}
+    if len(paths) == 1:
+        return {paths[0]: _footer(fs, paths[0])}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(FOOTER_THREADS, len(paths))) as pool:
+        return dict(zip(paths, pool.map(lambda p: _footer(fs, p), paths), strict=True))
+
+
+def _parallelism(ctx: Context) -> int:
+    try:
+        return max(1, int(ctx.spark.sparkContext.defaultParallelism))
+    except Exception:  # noqa: BLE001 - no SparkContext (Spark Connect): the driver's cores
+        import os
+
+        return os.cpu_count() or 1
+
+
+def _split_bytes(objects: list[_Object], parallelism: int) -> int:
+    """Spark's file split size: enough splits to give every core one, at most 128 MiB each,
+    at least 4 MiB (an object's open cost counted as 4 MiB)."""
+    total = sum(o.size + OPEN_COST_BYTES for o in objects)
+    return min(MAX_SPLIT_BYTES, max(OPEN_COST_BYTES, total // parallelism))
+
+
+def _group_row_groups(sizes: list[int], split: int) -> list[list[int] | None]:
+    """Consecutive row groups packed into partitions of at most ``split`` bytes (a larger row
+    group is a partition alone)."""
+    groups: list[list[int] | None] = []
+    current: list[int] = []
+    size = 0
+    for index, bytes_ in enumerate(sizes):
+        if current and size + bytes_ > split:
+            groups.append(current)
+            current, size = [], 0
+        current.append(index)
+        size += bytes_
+    groups.append(current)
+    return groups
 
 
 class S3Loader(Loader):

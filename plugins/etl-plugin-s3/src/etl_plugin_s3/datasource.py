@@ -45,6 +45,10 @@ POSITION = "_etl_source_position"
 COMMITTED = "_committed.json"
 #: rows buffered into one parquet row group
 ROW_GROUP_ROWS = 131_072
+#: most rows in one Arrow batch a read yields
+BATCH_ROWS = 131_072
+#: compressed bytes of row groups a parquet read fetches at once (Arrow's coalescing limit)
+FETCH_BYTES = 32 << 20
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -81,9 +85,11 @@ class _Part(InputPartition):
 
 
 class S3Reader(DataSourceReader):
-    """One partition per object, or per parquet row group. A partition is read whole before
-    its batches are yielded, so an object that turns out corrupt yields nothing but (with
-    ``capture``) one marker row naming it."""
+    """One partition per object, or per run of consecutive parquet row groups of one object.
+    Parquet batches are yielded as they are decoded (``FETCH_BYTES`` of row groups fetched at
+    a time); with ``capture`` (and for csv/json) a partition is read whole before its batches
+    are yielded, so an object that turns out corrupt yields nothing but one marker row naming
+    it."""
 
     def __init__(self, options: dict[str, str], schema: StructType):
         from pyspark.sql.pandas.types import to_arrow_schema
@@ -119,7 +125,16 @@ class S3Reader(DataSourceReader):
         spec = partition.spec  # type: ignore[attr-defined]
         fs = self.connection.filesystem()
         try:
-            table = self._read(fs, spec)
+            if self.plan["format"] == "parquet" and not self.plan["capture"]:
+                # streamed: batches go on as they are decoded; a failure fails the task
+                # (and the run), so no part of an object is ever kept
+                for batch in self._parquet_batches(fs, spec):
+                    yield from self._batches(self._conform(batch, spec["values"]))
+                return
+            if self.plan["format"] == "parquet":  # whole: a corrupt object yields no rows
+                table = self._parquet_table(fs, spec)
+            else:
+                table = self._read_text(fs, spec)
             out = self._conform(table, spec["values"])
         except Exception as exc:  # noqa: BLE001 - every failure is named below
             if _is_service_error(exc):
@@ -133,24 +148,56 @@ class S3Reader(DataSourceReader):
                 ) from None
             yield self._marker(spec["path"], problem)
             return
-        yield from out.to_batches(max_chunksize=65_536)
+        yield from self._batches(out)
+
+    @staticmethod
+    def _batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
+        return iter(table.to_batches(max_chunksize=BATCH_ROWS))
 
     def _data_schema(self) -> pa.Schema:
         skip = {CORRUPT, POSITION}
         return pa.schema([f for f in self.arrow_schema if f.name not in skip])
 
-    def _read(self, fs: Any, spec: dict[str, Any]) -> pa.Table:
-        fmt, path = self.plan["format"], spec["path"]
-        wanted = [f.name for f in self._data_schema() if f.name not in spec["values"]]
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
+    def _parquet_file(self, source: Any, spec: dict[str, Any]) -> tuple[Any, list[str]]:
+        """The object's reader, with ``pre_buffer``: the column chunks of the row groups read
+        together are fetched in coalesced requests of up to 32 MiB, not one per column."""
+        import pyarrow.parquet as pq
 
-            with fs.open_input_file(path) as source:
-                parquet = pq.ParquetFile(source)
-                columns = [c for c in wanted if c in parquet.schema_arrow.names]
-                if spec["row_groups"] is None:
-                    return parquet.read(columns=columns)
-                return parquet.read_row_groups(spec["row_groups"], columns=columns)
+        parquet = pq.ParquetFile(source, pre_buffer=True)
+        names = set(parquet.schema_arrow.names)
+        wanted = [f.name for f in self._data_schema() if f.name not in spec["values"]]
+        return parquet, [c for c in wanted if c in names]
+
+    def _parquet_table(self, fs: Any, spec: dict[str, Any]) -> pa.Table:
+        with fs.open_input_file(spec["path"]) as source:
+            parquet, columns = self._parquet_file(source, spec)
+            if spec["row_groups"] is None:
+                return parquet.read(columns=columns)
+            return parquet.read_row_groups(spec["row_groups"], columns=columns)
+
+    def _parquet_batches(self, fs: Any, spec: dict[str, Any]) -> Iterator[pa.Table]:
+        """The partition's row groups (all of the object's when ``row_groups`` is null) as
+        tables of up to ``BATCH_ROWS`` rows, fetched ``FETCH_BYTES`` of row groups at a time
+        (one request for most, instead of one per row group: fewer round trips) and decoded
+        as they go on."""
+        with fs.open_input_file(spec["path"]) as source:
+            parquet, columns = self._parquet_file(source, spec)
+            meta = parquet.metadata
+            groups = spec["row_groups"]
+            if groups is None:
+                groups = list(range(meta.num_row_groups))
+            if not groups:  # an object without row groups: its (empty) schema
+                yield parquet.read(columns=columns)
+                return
+            for chunk in _fetches(meta, groups):
+                for batch in parquet.iter_batches(
+                    batch_size=BATCH_ROWS, row_groups=chunk, columns=columns
+                ):
+                    yield pa.Table.from_batches([batch])
+
+    def _read_text(self, fs: Any, spec: dict[str, Any]) -> pa.Table:
+        path = spec["path"]
+        wanted = [f.name for f in self._data_schema() if f.name not in spec["values"]]
         compression = self.plan["compression"]
         if compression == "infer":
             compression = "gzip" if path.endswith(".gz") else "none"
@@ -203,6 +250,22 @@ class S3Reader(DataSourceReader):
             else:
                 columns.append(pa.nulls(1, field.type))
         return pa.RecordBatch.from_arrays(columns, schema=self.arrow_schema)
+
+
+def _fetches(meta: Any, groups: list[int]) -> Iterator[list[int]]:
+    """``groups`` in runs of at most ``FETCH_BYTES`` compressed (a larger row group alone)."""
+    run: list[int] = []
+    size = 0
+    for group in groups:
+        row_group = meta.row_group(group)
+        bytes_ = sum(row_group.column(c).total_compressed_size for c in range(meta.num_columns))
+        if run and size + bytes_ > FETCH_BYTES:
+            yield run
+            run, size = [], 0
+        run.append(group)
+        size += bytes_
+    if run:
+        yield run
 
 
 def _json_parse_type(kind: pa.DataType) -> pa.DataType:
