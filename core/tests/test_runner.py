@@ -69,6 +69,40 @@ def test_counts_come_from_the_staging_action(etl_run, tmp_path):
     assert len(list((tmp_path / "out" / "_etl" / "manifests").glob("*.json"))) == 1
 
 
+def test_parquet_sources_are_counted_from_their_footers(etl_run, tmp_path, monkeypatch):
+    """A Parquet source reports its rows from the files' footers: exact, and no count node in
+    the plan (so the filter is pushed into the scan). The sink still counts what it writes."""
+    import pyarrow as pa
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, rows in enumerate((3, 5, 7)):
+        table = pa.table({"id": list(range(rows)), "part": [i] * rows})
+        pq.write_table(table, folder / f"p{i}.parquet")
+    plans = []
+    from etl_core.builtins.files import FilesLoader
+
+    stage = FilesLoader.stage
+
+    def spying(self, ctx, df, options):
+        plans.append(df._jdf.queryExecution().optimizedPlan().toString())
+        return stage(self, ctx, df, options)
+
+    monkeypatch.setattr(FilesLoader, "stage", spying)
+    metrics = etl_run(
+        {
+            "name": "footers",
+            "sources": {"src": {"type": "files", "format": "parquet", "path": "in"}},
+            "transforms": {"small": {"type": "filter", "inputs": ["src"], "condition": "id < 2"}},
+            "sinks": {"out": {"type": "files", "input": "small", "path": "out"}},
+        }
+    )
+    assert metrics.stage("src", "extract").rows_out == 15
+    assert metrics.stage("out", "load").rows_out == 6
+    (plan,) = plans
+    assert plan.count("CollectMetrics") == 1  # the sink's input only
+
+
 def test_second_sink_failing_in_staging_publishes_nothing(etl_run, tmp_path):
     write_users(tmp_path, 10)
     etl_run(pipeline())

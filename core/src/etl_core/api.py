@@ -187,6 +187,7 @@ class Context:
     #: components route malformed rows and failed casts only then, and behave as before without
     dead_letter_sink: bool = False
     _persist: Callable[[DataFrame], DataFrame] | None = attrs.field(default=None, repr=False)
+    _report_rows: Callable[[int], None] | None = attrs.field(default=None, repr=False)
 
     def path(self, value: str | Path) -> Path:
         """A path from the config, relative to the pipeline file's folder."""
@@ -213,6 +214,14 @@ class Context:
         if self._persist is None:
             return df.persist()
         return self._persist(df)
+
+    def report_rows(self, rows: int) -> None:
+        """An extractor that knows exactly how many rows its DataFrame holds without a pass
+        over them (Parquet footers, say) reports it here; the runner then adds no count of its
+        own to the plan (a count is a pass-through node that breaks Spark's code generation
+        and stops filters from being pushed into the scan). Ignored outside sources."""
+        if self._report_rows is not None:
+            self._report_rows(rows)
 
 
 class Component(ABC):

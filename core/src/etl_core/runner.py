@@ -275,6 +275,8 @@ class _Run:
     metrics: RunMetrics
     bookmarks: dict[str, Any] = attrs.field(factory=dict)
     proposed: dict[str, Any] = attrs.field(factory=dict)
+    #: rows a source's extractor reported it holds (``Context.report_rows``): not observed
+    reported: dict[str, int] = attrs.field(factory=dict)
     frames: dict[str, DataFrame] = attrs.field(factory=dict)
     observations: list[tuple[StageMetrics, Observation]] = attrs.field(factory=list)
     dead_letters: dict[str, list[DataFrame]] = attrs.field(factory=dict)
@@ -369,10 +371,13 @@ class _Run:
             routed_before = sum(len(frames) for frames in self.dead_letters.values())
             item, stage, df = self.dataset(name)
             routes = sum(len(frames) for frames in self.dead_letters.values()) > routed_before
-            if self._counted(name) or routes:
+            known = None if routes else self.reported.get(name)
+            if known is None and (self._counted(name) or routes):
                 df = self.observe(df, name, stage, item.component.name)
             else:  # counting costs a pass-through node that breaks Spark's code generation
-                self.metrics.stages.append(StageMetrics(name, stage, item.component.name))
+                self.metrics.stages.append(
+                    StageMetrics(name, stage, item.component.name, rows_out=known)
+                )
             if name in self.bound.validations:
                 df = self.validate(df, self.bound.validations[name])
             self.frames[name] = df
@@ -699,6 +704,7 @@ class _Run:
                     incremental=item.block.incremental,
                     bookmark=self.bookmarks.get(name),
                     propose_bookmark=self.proposed.__setitem__,
+                    report_rows=lambda rows: self.reported.__setitem__(name, rows),
                 )
                 extractor = item.component()
                 df = self._guarded(
@@ -803,7 +809,8 @@ class _Run:
             self._stage(sink, loader, options, index, records, dead_letter=True, metrics=loads)
 
     def collect_counts(self) -> None:
-        final_rows: dict[str, int | None] = {}  # each dataset's last observed count
+        # each dataset's last count: reported by its extractor, else observed
+        final_rows: dict[str, int | None] = dict(self.reported)
         for metrics, observation in self.observations:
             rows = (_observed(observation) or {}).get("rows")
             if metrics.stage == "dead_letter":

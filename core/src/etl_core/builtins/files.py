@@ -116,7 +116,9 @@ class FilesExtractor(Extractor):
             reader = reader.options(mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT)
         listed = manifest_files(root) if root.is_dir() else None
         if ctx.incremental is None and listed is None:
-            return _split_malformed(ctx, options, reader.load(str(root)), capture)
+            return _counted(
+                ctx, options, _split_malformed(ctx, options, reader.load(str(root)), capture)
+            )
         if listed is None:
             every = _list_files(root)
         else:
@@ -128,7 +130,8 @@ class FilesExtractor(Extractor):
             if paths:
                 ctx.propose_bookmark(max(p.stat().st_mtime for p in paths))
         if paths:
-            return _split_malformed(ctx, options, reader.load([str(p) for p in paths]), capture)
+            df = reader.load([str(p) for p in paths])
+            return _counted(ctx, options, _split_malformed(ctx, options, df, capture))
         if ctx.read_schema:
             return ctx.spark.createDataFrame([], ctx.read_schema)
         if every:  # nothing new: an empty dataset with the files' schema
@@ -167,6 +170,30 @@ class FilesExtractor(Extractor):
 
 CORRUPT = "_etl_corrupt_record"
 _POSITION = "_etl_source_position"
+
+
+#: above this many files, reading every footer on the driver costs more than the count saves
+MAX_FOOTERS = 2_000
+
+
+def _counted(ctx: Context, options: FilesSourceOptions, df: DataFrame) -> DataFrame:
+    """Report a Parquet source's rows from its files' footers (no pass over the data, so the
+    runner adds no count node that would block filter pushdown into the scan)."""
+    if options.format != "parquet":
+        return df
+    files = df.inputFiles()
+    if len(files) > MAX_FOOTERS or not all(f.startswith("file:") for f in files):
+        return df
+    import pyarrow.parquet as pq
+
+    ctx.report_rows(sum(pq.read_metadata(_path_of(f)).num_rows for f in files))
+    return df
+
+
+def _path_of(uri: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    return unquote(urlparse(uri).path)
 
 
 def _corrupt_field() -> Any:
