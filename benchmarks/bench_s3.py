@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import gc
 import io
 import json
 import os
@@ -46,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import RssSampler, summarize  # the shared runner's helpers
+from run import RssSampler, measure, summarize  # the shared runner's helpers
 
 BUCKET = "etl-bench"
 QUERY = "SELECT id, a, b * 2 AS b2, upper(c) AS c, d, e, a % 7 AS bucket FROM s WHERE a % 10 <> 0"
@@ -144,24 +143,12 @@ def _cpu(pid: int) -> float:
     return t.user + t.system
 
 
-def measure(fn, sampler: TreeSampler, moto_pid: int) -> dict:
-    gc.collect()
-    load = os.getloadavg()[0]
+def measure_side(fn, sampler: TreeSampler, moto_pid: int) -> dict:
+    """``run.measure`` of one side, plus the moto server's CPU seconds meanwhile."""
     moto_start = _cpu(moto_pid)
-    with sampler as rss:
-        cpu_start = rss.cpu_seconds()
-        start = time.perf_counter()
-        fn()
-        seconds = time.perf_counter() - start
-        cpu = rss.cpu_seconds() - cpu_start
-    return {
-        "seconds": seconds,
-        "cpu_seconds": cpu,
-        "peak_rss": rss.peak,
-        "rss_samples": rss.samples,
-        "load1": load,
-        "moto_cpu_seconds": _cpu(moto_pid) - moto_start,
-    }
+    result = measure(fn, sampler)
+    result["moto_cpu_seconds"] = _cpu(moto_pid) - moto_start
+    return result
 
 
 def _rows_written(fs, root: str) -> int:
@@ -254,7 +241,7 @@ def main() -> None:
         for index in range(args.repeat):
             order = ["etl", "raw"] if index % 2 == 0 else ["raw", "etl"]
             for side in order:
-                result = measure(sides[side], samplers[side], moto_pid)
+                result = measure_side(sides[side], samplers[side], moto_pid)
                 runs[side].append(result)
                 print(
                     f"  {side:<4} #{index + 1}: {result['seconds']:6.2f} s  "

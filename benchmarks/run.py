@@ -98,10 +98,11 @@ class RssSampler:
         self._take()
 
 
-def measure(fn: Callable[[], Any]) -> dict[str, Any]:
+def measure(fn: Callable[[], Any], sampler: RssSampler | None = None) -> dict[str, Any]:
+    """Wall and CPU seconds, peak RSS of ``sampler``'s process tree (default: this one)."""
     gc.collect()
     load = os.getloadavg()[0]
-    with RssSampler() as rss:
+    with sampler or RssSampler() as rss:
         cpu_start = rss.cpu_seconds()
         start = time.perf_counter()
         fn()
