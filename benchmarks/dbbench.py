@@ -42,14 +42,7 @@ class DriverRss(RssSampler):
 
 
 def measure_driver(fn: Callable[[], Any]) -> dict[str, Any]:
-    import run
-
-    original = run.RssSampler
-    run.RssSampler = DriverRss  # type: ignore[misc]
-    try:
-        return measure(fn)
-    finally:
-        run.RssSampler = original  # type: ignore[misc]
+    return measure(fn, DriverRss())
 
 
 def jdbc_jar(name: str) -> tuple[str | None, str]:
