@@ -30,16 +30,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
+    from etl_core.api import Context
+
 __all__ = [
     "MANIFESTS",
     "STAGING",
     "data_files",
     "finish_replacements",
     "has_manifest",
+    "incremental_problems",
     "live_files",
     "manifest_files",
     "publish_run",
     "read_manifests",
+    "run_record",
     "staging_path",
 ]
 
@@ -153,6 +157,28 @@ def adopt_existing(fs: pafs.FileSystem, root: str) -> None:
     if existing:
         body = {"run_id": None, "adopted": True, "files": existing, "replaces": []}
         _write_json(fs, _join(root, f"{MANIFESTS}/adopted.json"), body)
+
+
+def run_record(ctx: Context, mode: str, fmt: str) -> dict[str, Any]:
+    """What a manifest says of the run that wrote it (``publish_run`` adds the files)."""
+    return {
+        "pipeline": ctx.pipeline,
+        "run_id": ctx.run_id,
+        "sink": ctx.dataset,
+        "mode": mode,
+        "format": fmt,
+    }
+
+
+def incremental_problems(incremental: Mapping[str, Any] | None, kind: str) -> list[str]:
+    """A file-like source reads incrementally by modification time only: the problem with
+    any other ``incremental:`` block, for an extractor's ``check``."""
+    if incremental is None or dict(incremental) == {"by": "modified_time"}:
+        return []
+    return [
+        f"`incremental: {dict(incremental)}`: {kind} sources read incrementally by "
+        "modification time only; write `incremental: {by: modified_time}`"
+    ]
 
 
 def publish_run(

@@ -95,12 +95,7 @@ class FilesExtractor(Extractor):
     capabilities = frozenset({"batch", "partitioned_read", "incremental"})
 
     def check(self, options: FilesSourceOptions, *, incremental: Any) -> list[str]:
-        if incremental is not None and dict(incremental) != {"by": "modified_time"}:
-            return [
-                f"`incremental: {incremental}`: files sources read incrementally by "
-                "modification time only; write `incremental: {by: modified_time}`"
-            ]
-        return []
+        return manifests.incremental_problems(incremental, "files")
 
     def extract(self, ctx: Context, options: FilesSourceOptions) -> DataFrame:
         root = ctx.path(options.path)
@@ -324,13 +319,7 @@ class FilesLoader(Loader):
         target = ctx.path(options.path)
         if not manifests.has_manifest(_local(), str(target), ctx.run_key):
             self._refuse_existing(target, options)
-            record = {
-                "pipeline": ctx.pipeline,
-                "run_id": ctx.run_id,
-                "sink": ctx.dataset,
-                "mode": options.mode,
-                "format": options.format,
-            }
+            record = manifests.run_record(ctx, options.mode, options.format)
             replace = "all" if options.mode == "overwrite" else "none"
             staging = str(self._staging(ctx, options))
             manifests.publish_run(_local(), str(target), staging, ctx.run_key, record, replace)

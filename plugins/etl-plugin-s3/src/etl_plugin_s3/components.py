@@ -70,12 +70,7 @@ class S3Extractor(Extractor):
         return f"{options.endpoint_url or 's3'}/{options.bucket}"
 
     def check(self, options: S3SourceOptions, *, incremental: Any) -> list[str]:
-        if incremental is not None and dict(incremental) != {"by": "modified_time"}:
-            return [
-                f"`incremental: {dict(incremental)}`: s3 sources read incrementally by object "
-                "modification time only; write `incremental: {by: modified_time}`"
-            ]
-        return []
+        return manifests.incremental_problems(incremental, "s3")
 
     def extract(self, ctx: Context, options: S3SourceOptions) -> DataFrame:
         what, capture = self._what(ctx, options)
@@ -534,13 +529,7 @@ class S3Loader(Loader):
                         f"{what}: the staging of this run is gone or unfinished "
                         f"({s3_url(staging)}); rerun with --run-id {ctx.run_id}"
                     ) from None
-                record = {
-                    "pipeline": ctx.pipeline,
-                    "run_id": ctx.run_id,
-                    "sink": ctx.dataset,
-                    "mode": options.mode,
-                    "format": options.format,
-                }
+                record = manifests.run_record(ctx, options.mode, options.format)
                 replace = {"overwrite": "all", "overwrite_partitions": "partitions"}
                 manifests.publish_run(
                     fs, root, staging, ctx.run_key, record,
