@@ -23,7 +23,7 @@ from etl_core import (
     Staged,
     manifests,
 )
-from etl_plugin_s3.options import S3SinkOptions, S3SourceOptions, access_of
+from etl_plugin_s3.options import S3SinkOptions, S3SourceOptions
 from etl_plugin_s3.s3 import Connection, s3_url, translate
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class S3Extractor(Extractor):
 
     def extract(self, ctx: Context, options: S3SourceOptions) -> DataFrame:
         what, capture = self._what(ctx, options)
-        connection = Connection.of(access_of(options), what)
+        connection = Connection.of(options, what)
         fs = connection.filesystem()
         try:
             every = self._objects(fs, options)
@@ -117,7 +117,7 @@ class S3Extractor(Extractor):
                     f"object of bucket {options.bucket!r}"
                 )
             paths.append(path)
-        connection = Connection.of(access_of(options), what)
+        connection = Connection.of(options, what)
         fs = connection.filesystem()
         root = _base(options)
         try:
@@ -481,7 +481,7 @@ class S3Loader(Loader):
                 f"{what}: partition_by column(s) {', '.join(missing)} not in the input; "
                 f"known: {', '.join(df.columns)}"
             )
-        connection = Connection.of(access_of(options), what)
+        connection = Connection.of(options, what)
         fs = connection.filesystem()
         with _s3_errors(what):
             _require_bucket(fs, options.bucket, what)
@@ -517,7 +517,7 @@ class S3Loader(Loader):
         from etl_plugin_s3.datasource import COMMITTED
 
         root, staging, what = self._where(ctx, options)
-        fs = Connection.of(access_of(options), what).filesystem()
+        fs = Connection.of(options, what).filesystem()
         with _s3_errors(what):
             if not manifests.has_manifest(fs, root, ctx.run_key):
                 self._refuse_existing(fs, root, options, what)
@@ -539,7 +539,7 @@ class S3Loader(Loader):
 
     def discard(self, ctx: Context, staged: Staged, options: S3SinkOptions) -> None:
         root, staging, what = self._where(ctx, options)
-        fs = Connection.of(access_of(options), what).filesystem()
+        fs = Connection.of(options, what).filesystem()
         with _s3_errors(what):
             self._drop_staging(fs, root, staging, ctx.run_key)
 
@@ -554,7 +554,7 @@ class S3Loader(Loader):
         import pyarrow.fs as pafs
 
         root, _, what = self._where(ctx, options)
-        fs = Connection.of(access_of(options), what).filesystem()
+        fs = Connection.of(options, what).filesystem()
         dropped = []
         with _s3_errors(what):
             folder = f"{root}/{manifests.STAGING}"

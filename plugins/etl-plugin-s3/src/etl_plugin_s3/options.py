@@ -40,8 +40,8 @@ class Access:
     profile: str | None = None
 
 
-@attrs.frozen
-class S3SourceOptions:
+@attrs.frozen(kw_only=True)
+class S3SourceOptions(Access):
     bucket: str = attrs.field(validator=_no_slashes)
     format: str = attrs.field(validator=one_of(*FORMATS))
     #: read every visible object under this key prefix (a "folder": ``sales/2024/``)
@@ -55,17 +55,12 @@ class S3SourceOptions:
     delimiter: str = ","
     #: ``hive``: ``key=value`` folders become columns; ``none``: they do not
     partitioning: str = attrs.field(default="hive", validator=one_of("hive", "none"))
-    #: one Spark partition per parquet row group (else per object)
+    #: split a parquet object at row-group boundaries into partitions of Spark's file split
+    #: size (else one partition per object)
     split_row_groups: bool = True
     #: an object that cannot be read as ``format``: ``fail`` the run, or ``dead_letter`` it
     #: (one record per object; needs `errors.dead_letter`) and read the rest
     on_corrupt: str = attrs.field(default="fail", validator=one_of("fail", "dead_letter"))
-    region: str | None = None
-    endpoint_url: str | None = None
-    access_key_id: Secret | None = None
-    secret_access_key: Secret | None = None
-    session_token: Secret | None = None
-    profile: str | None = None
 
     def __attrs_post_init__(self) -> None:
         from etl_core.options import ValueProblem
@@ -74,8 +69,8 @@ class S3SourceOptions:
             raise ValueProblem("give either `prefix` or `glob`, not both", "glob")
 
 
-@attrs.frozen
-class S3SinkOptions:
+@attrs.frozen(kw_only=True)
+class S3SinkOptions(Access):
     bucket: str = attrs.field(validator=_no_slashes)
     #: the target "folder"; the run's staging and manifests live under it (``_etl/``)
     prefix: str = ""
@@ -91,12 +86,6 @@ class S3SinkOptions:
     partition_by: list[str] = attrs.field(factory=list)
     #: start a new object when one reaches this many MiB (before compression for csv/json)
     target_file_size_mb: int = attrs.field(default=128, validator=positive)
-    region: str | None = None
-    endpoint_url: str | None = None
-    access_key_id: Secret | None = None
-    secret_access_key: Secret | None = None
-    session_token: Secret | None = None
-    profile: str | None = None
 
     def __attrs_post_init__(self) -> None:
         from etl_core.options import ValueProblem
@@ -116,7 +105,3 @@ class S3SinkOptions:
                 f"{', '.join(allowed)}",
                 "compression",
             )
-
-
-def access_of(options: S3SourceOptions | S3SinkOptions) -> Access:
-    return Access(**{f.name: getattr(options, f.name) for f in attrs.fields(Access)})
