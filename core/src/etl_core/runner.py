@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,24 +23,17 @@ import attrs
 from etl_core.api import (
     DEAD_LETTER_DDL,
     Context,
-    CredentialProvider,
     LiveRuns,
     Loader,
     Rejected,
-    RuleResult,
     RunMetrics,
-    Secret,
-    SecretRef,
     Staged,
     StageMetrics,
-    Validation,
     ValidationFailed,
 )
 from etl_core.config import (
     Bound,
     BoundPipeline,
-    BoundRule,
-    BoundValidation,
     ConfigError,
     SourceSpec,
 )
@@ -50,11 +43,12 @@ from etl_core.errors import (
     LoadError,
     RunFailed,
     RunLocked,
-    SecretError,
     TransientError,
     short_error,
 )
+from etl_core.gate import QualityGate
 from etl_core.plugins import PluginHost
+from etl_core.run_secrets import Secrets
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Observation, SparkSession
@@ -114,14 +108,14 @@ def clean_stale(
     bound: BoundPipeline,
     host: PluginHost,
     spark: SparkSession | None = None,
-    secrets: _Secrets | None = None,
+    secrets: Secrets | None = None,
 ) -> list[str]:
     """Ask every sink (and the dead-letter sink) to drop staging of runs that are not live,
     then forget the dead runs' lock files. Returns what was dropped."""
     spec = bound.spec
     runs = live_runs(spec.base_dir)
     own_secrets = secrets is None
-    secrets = secrets or _Secrets(bound, host)
+    secrets = secrets or Secrets(bound, host)
     dropped: list[str] = []
     items = [*bound.sinks.values(), *([bound.dead_letter] if bound.dead_letter else [])]
     try:
@@ -163,94 +157,6 @@ def schema_ddl(read_schema: str | list[dict[str, Any]] | None) -> str | None:
     )
 
 
-class _Secrets:
-    """Resolves credentials once per run and remembers the values, to redact them from errors."""
-
-    def __init__(self, bound: BoundPipeline, host: PluginHost):
-        self._bound, self._host = bound, host
-        self._entries: dict[str, Mapping[str, Secret]] = {}
-        self._references: dict[tuple[str, str], Mapping[str, Secret]] = {}
-        self._providers: dict[str, CredentialProvider] = {}
-        self.values: set[str] = set()
-
-    def _provider(self, name: str) -> CredentialProvider:
-        if name not in self._providers:
-            self._providers[name] = self._host.component("credential_provider", name)()
-        return self._providers[name]
-
-    def entry(self, name: str) -> Mapping[str, Secret]:
-        if name not in self._entries:
-            item = self._bound.credentials[name]
-            options = self._replace_refs(item.options, item.path)  # e.g. a Vault token
-            try:
-                fields = self._provider(item.component.name).resolve(options)
-            except SecretError as exc:
-                raise SecretError(f"credentials.{name}: {exc}") from None
-            self._entries[name] = fields
-            self.values.update(s.reveal() for s in fields.values() if s.reveal())
-        return self._entries[name]
-
-    def reference(self, ref: SecretRef, path: str) -> Secret:
-        key = (ref.provider, ref.path)
-        if key not in self._references:
-            provider = self._provider(ref.provider)
-            try:
-                self._references[key] = provider.resolve(provider.options_for_reference(ref.path))
-            except SecretError as exc:
-                raise SecretError(f"{path}: {exc}") from None
-        fields = self._references[key]
-        if ref.field is None and len(fields) == 1:
-            (secret,) = fields.values()
-        elif ref.field is not None and ref.field in fields:
-            secret = fields[ref.field]
-        else:
-            raise SecretError(
-                f"{path}: {ref} has no field {ref.field!r}; known: {', '.join(fields)}"
-            )
-        if secret.reveal():
-            self.values.add(secret.reveal())
-        return secret
-
-    def options_for(self, item: Bound) -> Any:
-        """The item's options with its credentials entry and inline references filled in."""
-        options = self._replace_refs(item.options, item.path)
-        block = item.block
-        if block is not None and block.credentials is not None:
-            names = {f.name for f in attrs.fields(type(options))}
-            fields = {k: v for k, v in self.entry(block.credentials).items() if k in names}
-            options = attrs.evolve(options, **fields)
-        return options
-
-    def _replace_refs(self, value: Any, path: str) -> Any:
-        if isinstance(value, SecretRef):
-            return self.reference(value, path)
-        if attrs.has(type(value)):
-            changes = {}
-            for field in attrs.fields(type(value)):
-                old = getattr(value, field.name)
-                new = self._replace_refs(old, f"{path}.{field.name}")
-                if new is not old:
-                    changes[field.name] = new
-            return attrs.evolve(value, **changes) if changes else value
-        if isinstance(value, dict):
-            new_dict = {k: self._replace_refs(v, f"{path}.{k}") for k, v in value.items()}
-            return new_dict if any(new_dict[k] is not value[k] for k in value) else value
-        return value
-
-    def redact(self, text: str) -> str:
-        for value in sorted(self.values, key=len, reverse=True):
-            text = text.replace(value, "***")
-        return text
-
-    def close(self) -> None:
-        for provider in self._providers.values():
-            try:
-                provider.close()
-            except Exception as exc:  # noqa: BLE001 - releasing leases must not hide the result
-                message = self.redact(str(exc))
-                log.warning("etl: could not release credentials of %s: %s", provider.name, message)
-
-
 @attrs.define(eq=False)
 class _Staging:
     item: Bound
@@ -270,7 +176,7 @@ class _Run:
     spark: SparkSession
     run_id: str
     key: str
-    secrets: _Secrets
+    secrets: Secrets
     progress: Progress
     metrics: RunMetrics
     bookmarks: dict[str, Any] = attrs.field(factory=dict)
@@ -288,8 +194,9 @@ class _Run:
     replay: Replay | None = None
     #: rows each (stage, dataset) dead-lettered, observed in the dead letters' staging action
     routed: list[tuple[str, str, Observation]] = attrs.field(factory=list)
-    quality: list[tuple[BoundValidation, list[tuple[BoundRule, Validation]], Observation]] = (
-        attrs.field(factory=list)
+    #: the ``validate:`` blocks: checked while building, judged in step 2
+    gate: QualityGate = attrs.field(
+        init=False, repr=False, default=attrs.Factory(QualityGate, takes_self=True)
     )
 
     @property
@@ -379,7 +286,7 @@ class _Run:
                     StageMetrics(name, stage, item.component.name, rows_out=known)
                 )
             if name in self.bound.validations:
-                df = self.validate(df, self.bound.validations[name])
+                df = self.gate.validate(df, self.bound.validations[name])
             self.frames[name] = df
             if sum(n in needed or n in plan.sinks for n in plan.consumers(name)) > 1:
                 self._persist(name)
@@ -402,186 +309,9 @@ class _Run:
                 "sink is configured; add `errors: {dead_letter: {type: files, path: dlq/}}`"
             )
 
-    def validate(self, df: DataFrame, validation: BoundValidation) -> DataFrame:
-        """Check the declared schema now (no job), and add the rules' flags and aggregates to
-        the dataset, observed in the pass that stages it. Quarantine splits the rows."""
-        from pyspark.errors import AnalysisException
-        from pyspark.sql import Observation
-        from pyspark.sql import functions as F
-
-        df, rules = self._check_schema(df, validation)
-        ctx = self.context(
-            self.bound.sources.get(validation.dataset) or self.bound.transforms[validation.dataset]
-        )
-        checks, flags, aggregates = [], {}, [F.count(F.lit(1)).alias("rows_in")]
-        for i, rule in enumerate(rules):
-            try:
-                check = rule.component().validate(ctx, df, rule.options)
-                for column in [check.flag, *check.aggregates.values()]:
-                    if column is not None:
-                        df.select(column)  # analysis only: a missing column names its rule
-                if check.flag is not None:
-                    flags[f"_etl_rule_{i}"] = F.coalesce(check.flag, F.lit(False))
-                    aggregates.append(
-                        F.coalesce(F.sum(F.col(f"_etl_rule_{i}").cast("long")), F.lit(0)).alias(
-                            f"r{i}.failed_rows"
-                        )
-                    )
-                aggregates += [agg.alias(f"r{i}.{key}") for key, agg in check.aggregates.items()]
-                checks.append((rule, check))
-            except AnalysisException as exc:
-                raise ConfigError(
-                    ConfigIssue(
-                        rule.path,
-                        short_error(exc).splitlines()[0],
-                        "check the column names of this dataset",
-                    )
-                ) from None
-        observation = Observation(f"etl_{self.key}_q{len(self.quality)}")
-        flagged = df.withColumns(flags).observe(observation, *aggregates)
-        self.quality.append((validation, checks, observation))
-        metrics = StageMetrics(dataset=validation.dataset, stage="validate", component="quality")
-        self.metrics.stages.append(metrics)
-        errors = [
-            f"_etl_rule_{i}"
-            for i, (rule, _) in enumerate(checks)
-            if rule.severity == "error" and f"_etl_rule_{i}" in flags
-        ]
-        if validation.on_failure != "quarantine" or not errors:
-            return flagged.drop(*flags)
-        flagged = flagged.persist()  # computed once for the rows that pass and the quarantine
-        self.persisted.append(flagged)
-        broken = F.lit(False)
-        for flag in errors:
-            broken = broken | F.col(flag)
-        reasons = F.filter(
-            F.array(
-                *[
-                    F.when(
-                        F.col(f"_etl_rule_{i}"),
-                        F.struct(
-                            F.lit(rule.name).alias("rule"),
-                            F.lit(check.message).alias("message"),
-                            F.lit(rule.severity).alias("severity"),
-                        ),
-                    )
-                    for i, (rule, check) in enumerate(checks)
-                    if f"_etl_rule_{i}" in flags
-                ]
-            ),
-            lambda reason: reason.isNotNull(),
-        )
-        quarantined = flagged.filter(broken).select(
-            reasons.alias("errors"), F.to_json(F.struct(*df.columns)).alias("row")
-        )
-        self._route_dead_letters("validate", validation.dataset, "quality", quarantined)
-        passed = flagged.filter(~broken).drop(*flags)
-        return self.observe(passed, validation.dataset, "validated", "quality")
-
-    def _check_schema(
-        self, df: DataFrame, validation: BoundValidation
-    ) -> tuple[DataFrame, list[BoundRule]]:
-        """Compare the declared schema with the dataset's: every problem at once."""
-        from pyspark.sql import functions as F
-        from pyspark.sql.types import _parse_datatype_string
-
-        rules = list(validation.rules)
-        if not validation.schema:
-            return df, rules
-        found = {f.name.lower(): f for f in df.schema.fields}
-        declared = {c.name.lower() for c in validation.schema}
-        problems, casts = [], {}
-        for column in validation.schema:
-            field = found.get(column.name.lower())
-            expected = _parse_datatype_string(column.type)
-            if field is None:
-                problems.append(f"{column.name}: missing (expected {expected.simpleString()})")
-                continue
-            if field.dataType != expected:
-                wanted, got = expected.simpleString(), field.dataType.simpleString()
-                if validation.mode == "coerce" and safe_cast(field.dataType, expected):
-                    casts[field.name] = F.col(field.name).cast(expected)
-                else:
-                    how = " (not a safe cast)" if validation.mode == "coerce" else ""
-                    problems.append(f"{column.name}: expected {wanted}, found {got}{how}")
-            if not column.nullable:  # declared NOT NULL: checked row by row
-                from etl_core.quality import NotNull
-
-                rules.append(
-                    BoundRule(
-                        f"validate.{validation.dataset}.schema",
-                        f"schema:not_null({column.name})",
-                        "error",
-                        NotNull,
-                        NotNull.Options(columns=[column.name]),
-                    )
-                )
-        if validation.mode == "strict":
-            problems += [
-                f"{f.name}: unexpected column ({f.dataType.simpleString()})"
-                for key, f in found.items()
-                if key not in declared
-            ]
-        if problems:
-            text = (
-                f"validate.{validation.dataset}.schema: the dataset does not match its "
-                f"declared schema ({validation.mode}):\n" + "\n".join(f"  - {p}" for p in problems)
-            )
-            if validation.on_failure != "continue":
-                raise ValidationFailed(text)
-            log.warning("etl: %s", text)
-            self.metrics.quality.append(RuleResult("schema", "error", False, None, text))
-        return (df.withColumns(casts) if casts else df), rules
-
     def check(self) -> None:
         """Step 2 of the commit protocol: judge every rule from the numbers staging observed."""
-        failures = []
-        for validation, checks, observation in self.quality:
-            observed = _observed(observation) or {}
-            metrics = next(
-                m
-                for m in self.metrics.stages
-                if (m.dataset, m.stage) == (validation.dataset, "validate")
-            )
-            metrics.rows_in = observed.get("rows_in")
-            for i, (rule, check) in enumerate(checks):
-                prefix = f"r{i}."
-                values = {k[len(prefix) :]: v for k, v in observed.items() if k.startswith(prefix)}
-                passed, message = check.judge(values)
-                result = RuleResult(
-                    rule.name, rule.severity, passed, values.get("failed_rows"), message
-                )
-                self.metrics.quality.append(result)
-                quarantined = validation.on_failure == "quarantine" and check.flag is not None
-                if (
-                    not passed
-                    and rule.severity == "error"
-                    and validation.on_failure != "continue"
-                    and not quarantined
-                ):
-                    failures.append(f"validate.{validation.dataset}: {rule.name}: {message}")
-                elif not passed:
-                    log.warning(
-                        "etl: validate.%s: %s (%s): %s",
-                        validation.dataset,
-                        rule.name,
-                        rule.severity,
-                        message,
-                    )
-            passed_rows = next(
-                (
-                    m.rows_out
-                    for m in self.metrics.stages
-                    if (m.dataset, m.stage) == (validation.dataset, "validated")
-                ),
-                None,
-            )
-            if passed_rows is not None and metrics.rows_in is not None:
-                metrics.rows_out = passed_rows
-                metrics.rows_rejected = metrics.dead_lettered = metrics.rows_in - passed_rows
-            else:
-                metrics.rows_out = metrics.rows_in
-        self.metrics.stages = [m for m in self.metrics.stages if m.stage != "validated"]
+        failures = self.gate.judge()
         self._count_dead_letters()
         self._check_budget()
         if failures:
@@ -941,7 +671,7 @@ def _inspection(
         spark,
         "inspect",
         run_key(spec.name, "inspect"),
-        _Secrets(bound, host),
+        Secrets(bound, host),
         lambda message: None,
         RunMetrics(pipeline=spec.name, run_id="inspect", run_key=""),
     )
@@ -1004,28 +734,6 @@ def dag_tree(bound: BoundPipeline) -> str:
     return "\n".join(lines)
 
 
-_INTEGRAL_DIGITS = {"byte": 3, "short": 5, "integer": 10, "long": 19}
-
-
-def safe_cast(found: Any, expected: Any) -> bool:
-    """Whether ``found`` converts to ``expected`` without losing values (coerce mode)."""
-    from pyspark.sql import types as T
-
-    if isinstance(expected, T.StringType):
-        return True
-    order = ["byte", "short", "integer", "long"]
-    if found.typeName() in order and expected.typeName() in order:
-        return order.index(found.typeName()) <= order.index(expected.typeName())
-    if isinstance(expected, T.DoubleType):
-        return found.typeName() in ("byte", "short", "integer", "float")
-    if isinstance(expected, T.DecimalType):
-        whole = expected.precision - expected.scale
-        if isinstance(found, T.DecimalType):
-            return expected.scale >= found.scale and whole >= found.precision - found.scale
-        return whole >= _INTEGRAL_DIGITS.get(found.typeName(), 10**6)
-    return isinstance(found, T.DateType) and isinstance(expected, T.TimestampType)
-
-
 def _observed(observation: Observation, wait_s: float = 5.0) -> dict[str, Any] | None:
     """The observed values, or ``None`` when no action computed that dataset (a transform may
     ignore one of its inputs); ``Observation.get`` alone would wait forever then."""
@@ -1076,7 +784,7 @@ def run(
     metrics = RunMetrics(pipeline=spec.name, run_id=run_id, run_key=key)
     if control is not None:
         control.metrics = metrics
-    secrets = _Secrets(bound, host)
+    secrets = Secrets(bound, host)
     with run_lock(spec.base_dir, key) as lock:
         done = lock.with_suffix(".done")
         if done.exists():
@@ -1152,7 +860,7 @@ def run(
     return metrics
 
 
-def _report(bound: BoundPipeline, host: PluginHost, metrics: RunMetrics, secrets: _Secrets) -> None:
+def _report(bound: BoundPipeline, host: PluginHost, metrics: RunMetrics, secrets: Secrets) -> None:
     for stage in metrics.stages:
         host.stage_finished(pipeline=metrics.pipeline, run_id=metrics.run_id, stage=stage)
     for item in bound.metrics:

@@ -1,0 +1,104 @@
+"""Credentials of one run: resolved once, cached, and remembered to redact them from errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from etl_core.api import CredentialProvider, Secret, SecretRef
+from etl_core.config import Bound, BoundPipeline
+from etl_core.errors import SecretError
+from etl_core.plugins import PluginHost
+
+log = logging.getLogger("etl.run")
+
+
+class Secrets:
+    """Resolves credentials once per run and remembers the values, to redact them from errors."""
+
+    def __init__(self, bound: BoundPipeline, host: PluginHost):
+        self._bound, self._host = bound, host
+        self._entries: dict[str, Mapping[str, Secret]] = {}
+        self._references: dict[tuple[str, str], Mapping[str, Secret]] = {}
+        self._providers: dict[str, CredentialProvider] = {}
+        self.values: set[str] = set()
+
+    def _provider(self, name: str) -> CredentialProvider:
+        if name not in self._providers:
+            self._providers[name] = self._host.component("credential_provider", name)()
+        return self._providers[name]
+
+    def entry(self, name: str) -> Mapping[str, Secret]:
+        if name not in self._entries:
+            item = self._bound.credentials[name]
+            options = self._replace_refs(item.options, item.path)  # e.g. a Vault token
+            try:
+                fields = self._provider(item.component.name).resolve(options)
+            except SecretError as exc:
+                raise SecretError(f"credentials.{name}: {exc}") from None
+            self._entries[name] = fields
+            self.values.update(s.reveal() for s in fields.values() if s.reveal())
+        return self._entries[name]
+
+    def reference(self, ref: SecretRef, path: str) -> Secret:
+        key = (ref.provider, ref.path)
+        if key not in self._references:
+            provider = self._provider(ref.provider)
+            try:
+                self._references[key] = provider.resolve(provider.options_for_reference(ref.path))
+            except SecretError as exc:
+                raise SecretError(f"{path}: {exc}") from None
+        fields = self._references[key]
+        if ref.field is None and len(fields) == 1:
+            (secret,) = fields.values()
+        elif ref.field is not None and ref.field in fields:
+            secret = fields[ref.field]
+        else:
+            raise SecretError(
+                f"{path}: {ref} has no field {ref.field!r}; known: {', '.join(fields)}"
+            )
+        if secret.reveal():
+            self.values.add(secret.reveal())
+        return secret
+
+    def options_for(self, item: Bound) -> Any:
+        """The item's options with its credentials entry and inline references filled in."""
+        options = self._replace_refs(item.options, item.path)
+        block = item.block
+        if block is not None and block.credentials is not None:
+            names = {f.name for f in attrs.fields(type(options))}
+            fields = {k: v for k, v in self.entry(block.credentials).items() if k in names}
+            options = attrs.evolve(options, **fields)
+        return options
+
+    def _replace_refs(self, value: Any, path: str) -> Any:
+        if isinstance(value, SecretRef):
+            return self.reference(value, path)
+        if attrs.has(type(value)):
+            changes = {}
+            for field in attrs.fields(type(value)):
+                old = getattr(value, field.name)
+                new = self._replace_refs(old, f"{path}.{field.name}")
+                if new is not old:
+                    changes[field.name] = new
+            return attrs.evolve(value, **changes) if changes else value
+        if isinstance(value, dict):
+            new_dict = {k: self._replace_refs(v, f"{path}.{k}") for k, v in value.items()}
+            return new_dict if any(new_dict[k] is not value[k] for k in value) else value
+        return value
+
+    def redact(self, text: str) -> str:
+        for value in sorted(self.values, key=len, reverse=True):
+            text = text.replace(value, "***")
+        return text
+
+    def close(self) -> None:
+        for provider in self._providers.values():
+            try:
+                provider.close()
+            except Exception as exc:  # noqa: BLE001 - releasing leases must not hide the result
+                message = self.redact(str(exc))
+                log.warning("etl: could not release credentials of %s: %s", provider.name, message)
