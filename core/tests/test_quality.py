@@ -180,6 +180,21 @@ def test_range_bounds_can_be_exclusive(etl_run, tmp_path):
     assert metrics.quality[0].failed_rows == 1  # amount 0
 
 
+@pytest.mark.parametrize("pattern", ["@", "x.o", "^u1", "^u1@", "é-", "^", "u1\\d"])
+def test_regex_without_metacharacters_matches_exactly_as_java_regex(etl_spark, pattern):
+    """Plain-text patterns (and ``^`` + text) skip Java's regex; the flags must not change."""
+    from pyspark.sql import functions as F
+
+    from etl_core.quality import Regex
+
+    texts = ["u1@x.org", "u12@x.org", "broken", "x.o", "xyo", "é-1", "", None, "nu1@"]
+    df = etl_spark.createDataFrame([(t,) for t in texts], "email STRING")
+    check = Regex().validate(None, df, Regex.Options(column="email", pattern=pattern))
+    got = [r[0] for r in df.select(check.flag).collect()]
+    want = [r[0] for r in df.select(~F.col("email").rlike(pattern)).collect()]
+    assert got == want
+
+
 def test_schema_mismatch_lists_every_column(etl_run, tmp_path):
     write(tmp_path, planted()[:5])
     declared = "id INT, email STRING, total DOUBLE, status STRING NOT NULL"

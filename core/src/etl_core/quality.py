@@ -140,8 +140,19 @@ class Regex(Validator):
     def validate(self, ctx: Context, df: DataFrame, options: RegexOptions) -> Validation:
         from pyspark.sql import functions as F
 
-        flag = ~F.col(options.column).cast("string").rlike(options.pattern)
-        return Validation(flag=flag, message=f"{options.column} does not match {options.pattern}")
+        text = F.col(options.column).cast("string")
+        pattern = options.pattern
+        if _LITERAL.fullmatch(pattern):  # plain text: a byte search, without Java's regex
+            matches = text.contains(pattern)
+        elif pattern.startswith("^") and _LITERAL.fullmatch(pattern[1:]):
+            matches = text.startswith(pattern[1:])
+        else:
+            matches = text.rlike(pattern)
+        return Validation(flag=~matches, message=f"{options.column} does not match {pattern}")
+
+
+#: a pattern without any of Java regex's metacharacters matches exactly where its text occurs
+_LITERAL = re.compile(r"[^\\^$.|?*+()\[\]{}]+")
 
 
 @attrs.frozen
