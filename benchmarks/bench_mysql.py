@@ -4,7 +4,9 @@
 
 1. Extract: a table of ROWS x 6 columns → Parquet through etl (``mysql`` source, 2 partitions,
    ``files`` sink) vs raw connectorx in one stream (``read_sql`` → ``pyarrow.parquet``), vs
-   Spark's JDBC reader (MariaDB Connector/J from Debian's ``libmariadb-java``, 2 partitions).
+   Spark's JDBC reader (MariaDB Connector/J from Debian's ``libmariadb-java``, 2 partitions),
+   and vs the Spark floor: the raw side's Parquet file fed to Spark by a Python data source
+   from memory and written by Spark (what any Python-data-source connector costs, no database).
 2. Upsert: Parquet of ROWS rows (half of the keys new) → the table through etl (``mysql``
    sink, ``mode: upsert``) vs raw ``LOAD DATA LOCAL INFILE`` into a temporary table +
    ``INSERT … ON DUPLICATE KEY UPDATE`` with PyMySQL.
@@ -32,7 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pymysql
-from dbbench import Results, jdbc_jar, measure, measure_driver, start_spark
+from dbbench import Results, jdbc_jar, measure, measure_driver, spark_floor, start_spark
 
 HOST, PORT = "127.0.0.1", 3306
 
@@ -81,11 +83,11 @@ def main() -> None:
         "--warmup", type=int, default=1, help="untimed runs between the first and the steady ones"
     )
     parser.add_argument("--cases", default="extract,upsert")
-    parser.add_argument("--baselines", default="raw,jdbc")
+    parser.add_argument("--baselines", default="raw,jdbc,floor")
     parser.add_argument("--smoke", action="store_true", help="10k rows, one repeat, no JDBC")
     args = parser.parse_args()
     if args.smoke:
-        args.rows, args.upsert_rows, args.repeat, args.baselines = 10_000, None, 1, "raw"
+        args.rows, args.upsert_rows, args.repeat, args.baselines = 10_000, None, 1, "raw,floor"
         args.warmup = 0
     rows, repeat = args.rows, args.repeat
     if (args.upsert_rows or rows) > rows:
@@ -154,6 +156,12 @@ def main() -> None:
                     "extract", "raw connectorx, one stream", rows, steady(raw_extract, True)
                 )
                 results.ratio("extract", label, "raw connectorx, one stream", 1.0)
+            if "floor" in baselines and "raw" in baselines:
+                floor = spark_floor(spark, work / "raw.parquet", work / "floor")
+                floor()  # untimed, as the etl side's first run
+                floor_label = "Spark floor: Python data source, no database"
+                results.add("extract", floor_label, rows, steady(floor))
+                results.ratio("extract", floor_label, "raw connectorx, one stream")
             if jar:
 
                 def jdbc() -> None:

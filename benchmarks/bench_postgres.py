@@ -8,7 +8,8 @@
 2. upsert: UPSERT_ROWS rows from Parquet (two files) into a table holding UPSERT_ROWS rows,
    half of the keys new. etl (``postgres`` sink, ``mode: upsert``) vs raw psycopg ``COPY``
    (CSV from pyarrow) into a temp table + ``INSERT … ON CONFLICT``, vs dlt's ``merge``
-   (postgres destination).
+   (postgres destination), and vs the floor of any one-transaction publish: the ``MERGE``
+   alone, from a table already holding the rows.
 
 Figures: *steady* = median of ``--repeat`` runs after the first run and ``--warmup`` untimed
 ones at the same size (JVM warm: JIT-compiled, Python workers up); *first* = the first run;
@@ -16,7 +17,7 @@ ones at the same size (JVM warm: JIT-compiled, Python workers up); *first* = the
 Spark JDBC). See README.md ("Database connectors").
 
     python benchmarks/bench_postgres.py [--rows 1000000] [--upsert-rows N] [--repeat 2]
-        [--warmup 1] [--partitions 2] [--cases extract,upsert] [--baselines raw,jdbc,dlt]
+        [--warmup 1] [--partitions 2] [--cases extract,upsert] [--baselines raw,jdbc,dlt,floor]
 
 Needs the machine's PostgreSQL (127.0.0.1:5432, database test, trust auth).
 """
@@ -52,6 +53,11 @@ COLUMNS = (
     "(id bigint PRIMARY KEY, a int, b double precision, c text, d timestamptz, e numeric(12,2))"
 )
 SET = "a = EXCLUDED.a, b = EXCLUDED.b, c = EXCLUDED.c, d = EXCLUDED.d, e = EXCLUDED.e"
+MERGE = (
+    "MERGE INTO {target} AS t USING {source} AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET "
+    "a = s.a, b = s.b, c = s.c, d = s.d, e = s.e "
+    "WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.a, s.b, s.c, s.d, s.e)"
+)
 
 
 def fill(admin: psycopg.Connection, table: str, low: int, high: int, prefix: str = "name") -> None:
@@ -161,7 +167,7 @@ def main() -> None:
     )
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--cases", default="extract,upsert")
-    parser.add_argument("--baselines", default="raw,jdbc,dlt")
+    parser.add_argument("--baselines", default="raw,jdbc,dlt,floor")
     args = parser.parse_args()
     rows, upsert_rows = args.rows, args.upsert_rows or args.rows
     cases, baselines = set(args.cases.split(",")), set(args.baselines.split(","))
@@ -322,6 +328,18 @@ def main() -> None:
                 raw = runs_of(lambda t: raw_psycopg_upsert(t, parquet), args.repeat, driver=True)
                 results.add("upsert", "raw psycopg COPY + ON CONFLICT", n, raw)
                 results.ratio("upsert", label, "raw psycopg COPY + ON CONFLICT", 1.5)
+            if "floor" in baselines:
+
+                def merge_alone(name: str) -> None:
+                    """The publish's one transaction without the staging before it: the rows
+                    are already in a table, MERGE (with etl's work_mem) moves them."""
+                    with psycopg.connect(**PG) as conn:
+                        conn.execute("SET LOCAL work_mem = '256MB'")
+                        conn.execute(MERGE.format(target=name, source=changes))
+
+                floor = "floor: MERGE alone, rows staged"
+                results.add("upsert", floor, n, runs_of(merge_alone, args.repeat, driver=True))
+                results.ratio("upsert", floor, "raw psycopg COPY + ON CONFLICT")
             if has_dlt:
                 runs = []
                 base = work / "upsert-base.parquet"
