@@ -104,8 +104,7 @@ class QualityGate:
         quarantined = flagged.filter(broken).select(
             reasons.alias("errors"), F.to_json(F.struct(*df.columns)).alias("row")
         )
-        route = self.run._route_dead_letters  # noqa: SLF001 - the run routes every dead letter
-        route("validate", validation.dataset, "quality", quarantined)
+        self.run.route_dead_letters("validate", validation.dataset, "quality", quarantined)
         passed = flagged.filter(~broken).drop(*flags)
         return self.run.observe(passed, validation.dataset, "validated", "quality")
 

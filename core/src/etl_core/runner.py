@@ -212,7 +212,7 @@ class _Run:
             base_dir=self.spec.base_dir,
             dataset=item.name,
             component=item.component.name,
-            dead_letter=self._route_dead_letters,
+            dead_letter=self.route_dead_letters,
             dead_letter_sink=self.bound.dead_letter is not None,
             persist=self._persist_frame,
             **extra,
@@ -223,7 +223,7 @@ class _Run:
         self.persisted.append(df)
         return df
 
-    def _route_dead_letters(self, stage: str, dataset: str, component: str, df: DataFrame) -> None:
+    def route_dead_letters(self, stage: str, dataset: str, component: str, df: DataFrame) -> None:
         from pyspark.sql import functions as F
 
         if "source_position" not in df.columns:
