@@ -139,16 +139,8 @@ def main() -> None:
                 },
             }
             label = "etl (2 partitions, local[2])"
-            first = measure(lambda: run_pipeline(extract, work))
-            for _ in range(args.warmup):
-                run_pipeline(extract, work)
-            results.add(
-                "extract",
-                label,
-                rows,
-                steady(lambda: run_pipeline(extract, work)),
-                first=first,
-                fixed_s=session_s,
+            results.add_spark(
+                "extract", label, rows, lambda: run_pipeline(extract, work), args, session_s
             )
             assert pq.read_table(work / "extract").num_rows == rows
             if "raw" in baselines:
@@ -158,9 +150,8 @@ def main() -> None:
                 results.ratio("extract", label, "raw connectorx, one stream", 1.0)
             if "floor" in baselines and "raw" in baselines:
                 floor = spark_floor(spark, work / "raw.parquet", work / "floor")
-                floor()  # untimed, as the etl side's first run
                 floor_label = "Spark floor: Python data source, no database"
-                results.add("extract", floor_label, rows, steady(floor))
+                results.add_spark("extract", floor_label, rows, floor, args, session_s)
                 results.ratio("extract", floor_label, "raw connectorx, one stream")
             if jar:
 
@@ -182,19 +173,10 @@ def main() -> None:
                         },
                     ).write.mode("overwrite").parquet(str(work / "jdbc"))
 
-                first = measure(jdbc)
-                for _ in range(args.warmup):
-                    jdbc()
-                runs = steady(jdbc)
-                assert spark.read.parquet(str(work / "jdbc")).count() == rows
-                results.add(
-                    "extract",
-                    "Spark JDBC, 2 partitions",
-                    rows,
-                    runs,
-                    first=first,
-                    fixed_s=session_s,
+                results.add_spark(
+                    "extract", "Spark JDBC, 2 partitions", rows, jdbc, args, session_s
                 )
+                assert spark.read.parquet(str(work / "jdbc")).count() == rows
                 results.ratio("extract", label, "Spark JDBC, 2 partitions")
 
         # -- upsert ------------------------------------------------------------------------

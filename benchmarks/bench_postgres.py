@@ -25,6 +25,7 @@ Needs the machine's PostgreSQL (127.0.0.1:5432, database test, trust auth).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import shutil
@@ -230,10 +231,7 @@ def main() -> None:
             def etl_extract() -> None:
                 etl({"s": pg_source}, sink)
 
-            first = measure(etl_extract)
-            for _ in range(args.warmup):
-                etl_extract()
-            results.add("extract", label, rows, steady(etl_extract), first=first, fixed_s=session_s)
+            results.add_spark("extract", label, rows, etl_extract, args, session_s)
             if "raw" in baselines:
                 out = work / "raw.parquet"
                 raw = steady(lambda: raw_adbc_extract(source, out), driver=True)
@@ -246,19 +244,11 @@ def main() -> None:
                 results.ratio("extract", label, "raw connectorx, one stream", 1.0)
             if jar:
                 out = work / "jdbc"
-                first = measure(lambda: spark_jdbc_extract(spark, source, rows, out))
-                for _ in range(args.warmup):
-                    spark_jdbc_extract(spark, source, rows, out)
-                runs = steady(lambda: spark_jdbc_extract(spark, source, rows, out))
-                assert spark.read.parquet(str(out)).count() == rows
-                results.add(
-                    "extract",
-                    "Spark JDBC, 2 partitions",
-                    rows,
-                    runs,
-                    first=first,
-                    fixed_s=session_s,
+                jdbc = functools.partial(spark_jdbc_extract, spark, source, rows, out)
+                results.add_spark(
+                    "extract", "Spark JDBC, 2 partitions", rows, jdbc, args, session_s
                 )
+                assert spark.read.parquet(str(out)).count() == rows
                 results.ratio("extract", label, "Spark JDBC, 2 partitions")
             if has_dlt:
                 out = work / "dlt"

@@ -154,6 +154,24 @@ class Results:
         self.notes.append(text)
         print(f"  note: {text}", flush=True)
 
+    def add_spark(
+        self,
+        case: str,
+        side: str,
+        rows: int,
+        action: Callable[[], Any],
+        args: Any,
+        session_s: float,
+    ) -> None:
+        """A side that runs in the Spark session: its first run timed apart, ``args.warmup``
+        untimed runs, then ``args.repeat`` timed ones (steady); the session start counts in
+        its end-to-end figure."""
+        first = measure(action)
+        for _ in range(args.warmup):
+            action()
+        runs = [measure(action) for _ in range(args.repeat)]
+        self.add(case, side, rows, runs, first=first, fixed_s=session_s)
+
     def add(
         self,
         case: str,
