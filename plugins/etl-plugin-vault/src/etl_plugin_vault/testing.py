@@ -18,14 +18,14 @@ import re
 import secrets
 import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+
+from etl_core.testing import server_process
 
 STARTUP_TIMEOUT_S = 60
 
@@ -115,40 +115,28 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
     log_file = folder / "bao.log"
     # The server must not pick up a developer's own Vault settings.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                bao_binary(),
-                "server",
-                "-dev",
-                "-dev-tls",
-                f"-dev-tls-cert-dir={folder}",
-                f"-dev-listen-address=127.0.0.1:{port}",
-                f"-dev-root-token-id={root_token}",
-                "-dev-no-store-token",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    try:
-        address, ca_cert = f"https://127.0.0.1:{port}", folder / "vault-ca.pem"
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while (unseal := _ready(address, ca_cert, log_file)) is None:
-            if process.poll() is not None:
-                pytest.fail(f"OpenBao exited with {process.returncode}:\n{log_file.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"OpenBao did not get ready in {STARTUP_TIMEOUT_S}s")
-            time.sleep(0.1)
-        yield OpenBao(address, root_token, str(ca_cert), unseal, log_file)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    address, ca_cert = f"https://127.0.0.1:{port}", folder / "vault-ca.pem"
+    unseal: list[str] = []
+
+    def ready() -> bool:
+        key = _ready(address, ca_cert, log_file)
+        unseal.extend([key] if key else [])
+        return key is not None
+
+    command = [
+        bao_binary(),
+        "server",
+        "-dev",
+        "-dev-tls",
+        f"-dev-tls-cert-dir={folder}",
+        f"-dev-listen-address=127.0.0.1:{port}",
+        f"-dev-root-token-id={root_token}",
+        "-dev-no-store-token",
+    ]
+    with server_process(
+        command, ready=ready, log_file=log_file, timeout_s=STARTUP_TIMEOUT_S, env=env
+    ):
+        yield OpenBao(address, root_token, str(ca_cert), unseal[0], log_file)
 
 
 @pytest.fixture
