@@ -176,6 +176,35 @@ def test_incremental_reads_only_new_rows(run, pg, pg_schema, pg_connection_block
     assert state["src"].startswith("2024-02-01 00:00:00")
 
 
+def test_nothing_new_is_counted_as_zero_rows_behind_a_join(run, pg, pg_schema, pg_connection_block):
+    """Spark drops the count of an input it finds empty from a join's plan (adaptive
+    execution): the source reports its 0 rows itself, so the report says 0, not unknown."""
+    table = f"{pg_schema}.events"
+    pg.execute(f"CREATE TABLE {table} (id int, updated_at timestamptz)")
+    pg.execute(f"INSERT INTO {table} VALUES (1, '2024-01-01'), (2, '2024-01-02')")
+    source = {
+        "type": "postgres",
+        "table": table,
+        "connection": pg_connection_block,
+        "credentials": "pg",
+        "incremental": {"column": "updated_at"},
+    }
+    other = {"type": "postgres", "connection": pg_connection_block, "credentials": "pg"}
+    sources = {"src": source, "names": {**other, "query": "SELECT 1 AS id, 'one' AS name"}}
+    transforms = {
+        "joined": {
+            "type": "sql",
+            "inputs": ["src", "names"],
+            "query": "SELECT src.id, name FROM src JOIN names ON src.id = names.id",
+        }
+    }
+    out = {"out": {"type": "files", "input": "joined", "path": "out", "mode": "append"}}
+    assert run(sources, out, transforms).stage("src", "extract").rows_out == 2
+    second = run(sources, out, transforms)
+    assert second.stage("src", "extract").rows_out == 0
+    assert second.stage("out", "load").rows_out == 0
+
+
 def test_incremental_needs_a_column(run, pg_schema, pg_connection_block):
     source = {
         "type": "postgres",

@@ -127,6 +127,7 @@ class FilesExtractor(Extractor):
         if paths:
             df = reader.load([str(p) for p in paths])
             return _counted(ctx, options, _split_malformed(ctx, options, df, capture))
+        ctx.report_rows(0)  # empty: Spark may optimise a count of it away
         if ctx.read_schema:
             return ctx.spark.createDataFrame([], ctx.read_schema)
         if every:  # nothing new: an empty dataset with the files' schema

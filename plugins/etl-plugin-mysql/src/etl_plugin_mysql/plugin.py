@@ -190,7 +190,8 @@ def _incremental(
     with conn.cursor() as cursor:
         cursor.execute(f"SELECT MAX({expr}) FROM {source} {_where(where)}")  # noqa: S608
         (high,) = cursor.fetchone()
-    if high is None:
+    if high is None:  # nothing new: known to be empty (a count could be optimised away)
+        ctx.report_rows(0)
         return ["FALSE"]
     conditions = [f"{expr} <= {_bound(high)}"]
     if ctx.bookmark is not None:

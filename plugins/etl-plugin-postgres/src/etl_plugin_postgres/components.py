@@ -178,7 +178,8 @@ class PostgresExtractor(Extractor):
             added.append(f"{quoted} > {literal(conn, str(ctx.bookmark))}::{column.formatted}")
         where = " AND ".join([*conditions, *added]) or "true"
         (high,) = conn.execute(f"SELECT max({quoted}) FROM {relation} WHERE {where}").fetchone()  # type: ignore[misc]  # noqa: S608
-        if high is None:
+        if high is None:  # nothing new: known to be empty (a count could be optimised away)
+            ctx.report_rows(0)
             return [*added, "false"]
         ctx.propose_bookmark(high if isinstance(high, int) else str(high))
         return [*added, f"{quoted} <= {literal(conn, high)}"]

@@ -166,6 +166,7 @@ class S3Extractor(Extractor):
         from etl_plugin_s3.datasource import CORRUPT, NAME, POSITION, S3DataSource
 
         if not parts:
+            ctx.report_rows(0)  # empty: Spark may optimise a count of it away
             return ctx.spark.createDataFrame([], schema)
         if capture:  # a copy: ``schema`` may be the caller's
             extra = [StructField(CORRUPT, StringType()), StructField(POSITION, StringType())]
