@@ -8,10 +8,11 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff", "mypy", "-e", "./core")
+    session.install("-r", "requirements-dev.txt")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("lint-imports")  # DESIGN §14's layering contracts (root pyproject.toml)
 
 
 @nox.session

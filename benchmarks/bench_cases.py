@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from etl_core import config
 from etl_core.plugins import PluginHost, get_plugin_host
-from etl_core.runner import run
+from etl_core.run.runner import run
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

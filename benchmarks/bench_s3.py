@@ -178,8 +178,8 @@ def main() -> None:
     from etl_plugin_s3.s3 import Connection
 
     from etl_core.config import EngineSpec
-    from etl_core.engine import get_spark
     from etl_core.plugins import get_plugin_host
+    from etl_core.run.engine import get_spark
     from etl_core.testing import moto_process, run_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="bench_s3_"))

@@ -70,7 +70,7 @@ def start_spark(jars: list[str], app: str) -> tuple[Any, float]:
     import time
 
     from etl_core.config import EngineSpec
-    from etl_core.engine import get_spark
+    from etl_core.run.engine import get_spark
 
     conf = {"spark.jars": ",".join(jars)} if jars else {}
     start = time.perf_counter()

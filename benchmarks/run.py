@@ -135,7 +135,7 @@ def start_spark(conf: dict[str, str]) -> Any:
     """The session ``etl run`` would start with an engine block left at its defaults
     (plus any ``--conf``), shared by both sides."""
     from etl_core.config import EngineSpec
-    from etl_core.engine import get_spark
+    from etl_core.run.engine import get_spark
 
     return get_spark(EngineSpec(conf=conf), app_name="etl-benchmarks")
 

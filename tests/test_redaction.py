@@ -31,7 +31,7 @@ from etl_core import EtlError
 from etl_core.cli import main
 from etl_core.config import check
 from etl_core.plugins import get_plugin_host
-from etl_core.runner import build_datasets, run
+from etl_core.run.runner import build_datasets, run
 
 pytestmark = pytest.mark.slow
 

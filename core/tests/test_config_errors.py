@@ -218,7 +218,7 @@ sources:
         doc(sinks="sinks:\n  out: {type: files, input: enriched, path: out/, mode: apend}\n"),
         (),
         "sinks.out.mode",
-        ["'apend' is not one of append, overwrite, error", "did you mean 'append'?"],
+        ["'apend' is not one of error, append, overwrite", "did you mean 'append'?"],
     ),
     (
         "join how misspelled",
@@ -250,10 +250,10 @@ transforms:
         ["did you mean 'strict'?"],
     ),
     (
-        "pipeline mode misspelled",
-        doc(extra="mode: streeming\n"),
+        "pipeline execution misspelled",
+        doc(extra="execution: streeming\n"),
         (),
-        "mode",
+        "execution",
         ["'streeming' is not one of batch, streaming", "did you mean 'streaming'?"],
     ),
     (

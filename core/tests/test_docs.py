@@ -320,15 +320,17 @@ def test_every_key_of_the_pipeline_model_is_in_the_reference(title: str) -> None
 
 
 def test_the_reference_has_a_section_for_every_top_level_block() -> None:
-    """Plain values (``name``, ``version``, ``mode``) are in the top-level table only."""
+    """Plain values (``name``, ``version``, ``execution``) are in the top-level table only."""
     headings = {m[2] for line in _lines(REFERENCE) if (m := HEADING.match(line))}
-    blocks = {f.name for f in fields(config.PipelineSpec)} - INTERNAL - {"name", "version", "mode"}
+    blocks = (
+        {f.name for f in fields(config.PipelineSpec)} - INTERNAL - {"name", "version", "execution"}
+    )
     missing = sorted(blocks - headings)
     assert not missing, f"docs/config-reference.md needs a heading for {missing}"
 
 
 def test_the_engine_defaults_in_the_reference_match_the_code() -> None:
-    from etl_core.engine import DEFAULT_CONF
+    from etl_core.run.engine import DEFAULT_CONF
 
     documented = {
         row[0].strip("`"): row[1].split()[0].strip("`")

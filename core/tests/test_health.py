@@ -9,7 +9,7 @@ import pytest
 
 from etl_core import config
 from etl_core.health import HealthServer, RunControl, RunInterrupted
-from etl_core.runner import run
+from etl_core.run.runner import run
 
 pytestmark = pytest.mark.spark
 

@@ -88,7 +88,7 @@ def in_code(**extra: object) -> dict:
 def test_import_etl_core_stays_free_of_spark_and_the_runner():
     code = (
         "import sys, etl_core\n"
-        "heavy = [m for m in ('pyspark', 'etl_core.notebook', 'etl_core.runner') "
+        "heavy = [m for m in ('pyspark', 'etl_core.notebook', 'etl_core.run.runner') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "from etl_core import Pipeline, RunReport\n"

@@ -185,7 +185,7 @@ def test_regex_without_metacharacters_matches_exactly_as_java_regex(etl_spark, p
     """Plain-text patterns (and ``^`` + text) skip Java's regex; the flags must not change."""
     from pyspark.sql import functions as F
 
-    from etl_core.quality import Regex
+    from etl_core.builtins.quality import Regex
 
     texts = ["u1@x.org", "u12@x.org", "broken", "x.o", "xyo", "é-1", "", None, "nu1@"]
     df = etl_spark.createDataFrame([(t,) for t in texts], "email STRING")

@@ -21,7 +21,7 @@ from etl_core.builtins.files import FilesLoader
 from etl_core.cli import main
 from etl_core.errors import RunFailed
 from etl_core.plugins import get_plugin_host
-from etl_core.runner import run_key, run_lock
+from etl_core.run.runner import run_key, run_lock
 
 pytestmark = pytest.mark.spark
 
@@ -236,7 +236,7 @@ def test_plugins_show_describes_options():
     assert "files (extractor, from etl-core)" in result.stdout
     assert "files (loader, from etl-core)" in result.stdout
     assert "format     string  (required; one of csv, json, jsonl, parquet)" in result.stdout
-    assert "mode          string  ('error'; one of append, overwrite, error)" in result.stdout
+    assert "modes: error (default), append, overwrite" in result.stdout
     assert "sinks:\n      my_files:\n        type: files\n        input: <dataset>" in result.stdout
     missing = CliRunner().invoke(main, ["plugins", "show", "fils"])
     assert missing.exit_code == 2 and "unknown component type 'fils'" in missing.stderr

@@ -15,7 +15,7 @@ from etl_core import config as config_module
 from etl_core.config import BreakerSpec, RetrySpec
 from etl_core.errors import ConfigError, RunFailed
 from etl_core.plugins import get_plugin_host
-from etl_core.resilience import (
+from etl_core.run.resilience import (
     CircuitOpenError,
     _breakers,
     block_settings,
@@ -180,7 +180,7 @@ SEEN: list[str] = []
 
 @attrs.frozen
 class FlakyOptions:
-    key: str
+    tag: str
     fail_stage: int = 0
     fail_publish: int = 0
     fail_extract: int = 0
@@ -190,10 +190,10 @@ class FlakyOptions:
 
 
 def _maybe_fail(options: FlakyOptions, method: str, failures: int) -> None:
-    CALLS[options.key, method] += 1
+    CALLS[options.tag, method] += 1
     breaker = _breakers.get(options.endpoint or "")
     SEEN.append(breaker.current_state if breaker is not None else "-")
-    if CALLS[options.key, method] <= failures:
+    if CALLS[options.tag, method] <= failures:
         secret = options.password.reveal() if options.password else "none"
         if options.permanent:
             raise PermanentError(f"{method}: table missing (login {secret})")
@@ -216,7 +216,7 @@ class FlakySink(Loader):
         _maybe_fail(options, "publish", options.fail_publish)
 
     def discard(self, ctx, staged, options):
-        CALLS[options.key, "discard"] += 1
+        CALLS[options.tag, "discard"] += 1
 
 
 class FlakySource(Extractor):
@@ -265,8 +265,8 @@ FAST = {"attempts": 5, "initial": "10ms", "max": "50ms"}
 def flaky_pipeline(key: str, *, source: dict | None = None, **sink: object) -> dict:
     return {
         "name": "flaky",
-        "sources": {"ids": {"type": "flaky", "key": f"{key}-src", **(source or {})}},
-        "sinks": {"out": {"type": "flaky", "input": "ids", "key": key, **sink}},
+        "sources": {"ids": {"type": "flaky", "tag": f"{key}-src", **(source or {})}},
+        "sinks": {"out": {"type": "flaky", "input": "ids", "tag": key, **sink}},
     }
 
 

@@ -11,10 +11,10 @@ import attrs
 import pyarrow.parquet as pq
 import pytest
 
-from etl_core import Extractor, PermanentError, Secret, Transformer, hookimpl
+from etl_core import Extractor, PermanentError, Secret, Transformer, config, hookimpl
 from etl_core.errors import ConfigError, LoadError, RunFailed, RunLocked
 from etl_core.plugins import get_plugin_host
-from etl_core.runner import run_key, run_lock
+from etl_core.run.runner import run, run_key, run_lock
 
 pytestmark = pytest.mark.spark
 
@@ -419,6 +419,39 @@ def test_lifecycle_hooks_and_log_reporter(etl_run, tmp_path, caplog):
         ("users", 2),
         ("out", 2),
     }
+
+
+def test_stage_finished_fires_after_each_sinks_staging_action(etl_spark, tmp_path):
+    """The lifecycle hooks fire when their event happens: a sink's load stage, and the stages
+    its staging action computed, are announced before the next sink stages."""
+    timeline: list[tuple] = []
+
+    class Observer:
+        @hookimpl
+        def etl_stage_finished(self, stage):
+            timeline.append(("finished", stage.dataset, stage.stage, stage.rows_out))
+
+        @hookimpl
+        def etl_run_finished(self, metrics):
+            timeline.append(("run finished", metrics.status))
+
+    write_users(tmp_path, 5)
+    spec = pipeline()
+    spec["sinks"]["again"] = {**spec["sinks"]["out"], "path": "again", "format": "csv"}
+    host = get_plugin_host(autoload=False, extra=[("observer", Observer())])
+    bound = config.check(data=spec, base_dir=tmp_path, host=host)
+    run(bound, host, spark=etl_spark, progress=lambda message: timeline.append((message,)))
+    events = [e for e in timeline if e[0] != "staged: out=5, again=5"]
+    assert events == [
+        ("staging out (files)",),
+        ("finished", "users", "extract", 5),
+        ("finished", "out", "load", 5),
+        ("staging again (files)",),
+        ("finished", "again", "load", 5),
+        ("publishing out",),
+        ("publishing again",),
+        ("run finished", "succeeded"),
+    ]
 
 
 def test_unused_dataset_is_not_computed(etl_run, tmp_path, caplog):

@@ -10,7 +10,7 @@ import pytest
 
 from etl_core import config
 from etl_core.errors import EtlError
-from etl_core.runner import run
+from etl_core.run.runner import run
 
 pytestmark = pytest.mark.spark
 
@@ -88,7 +88,7 @@ def test_a_failed_run_marks_its_spans_as_errors(tmp_path, etl_spark, etl_host):
 
 def test_tracing_off_imports_no_opentelemetry():
     code = (
-        "import sys, etl_core, etl_core.cli, etl_core.runner, etl_core.health; "
+        "import sys, etl_core, etl_core.cli, etl_core.run.runner, etl_core.health; "
         "assert not [m for m in sys.modules if m.startswith('opentelemetry')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from etl_core.api import *  # noqa: F403 - the public contracts, re-exported
 from etl_core.api import __all__ as _api_all
+from etl_core.markers import hookimpl
 from etl_core.options import duration, one_of, parse_duration, positive
-from etl_core.plugins import hookimpl
 
 if TYPE_CHECKING:
     from etl_core.notebook import Pipeline as Pipeline

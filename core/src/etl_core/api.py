@@ -6,7 +6,6 @@ This module imports no Spark at run time, so loading a plugin stays cheap.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from etl_core.dead_letters import DEAD_LETTER_DDL, DeadLetterError, DeadLetterRecord, Rejected
 from etl_core.errors import (
     ConfigError,
     EtlError,
@@ -28,7 +28,17 @@ from etl_core.errors import (
     UnknownComponentError,
     ValidationFailed,
 )
-from etl_core.metrics import METRIC_NAMES, MetricFamily, MetricSample, metric_families
+from etl_core.metrics import (
+    METRIC_NAMES,
+    MetricFamily,
+    MetricSample,
+    MicroBatchMetrics,
+    RuleResult,
+    RunMetrics,
+    StageMetrics,
+    metric_families,
+)
+from etl_core.secrets import Secret, SecretRef
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -36,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAPABILITIES",
     "DEAD_LETTER_DDL",
+    "LOAD_MODES",
     "METRIC_NAMES",
     "ConfigError",
     "Context",
@@ -46,6 +57,7 @@ __all__ = [
     "Extractor",
     "LiveRuns",
     "LoadError",
+    "LoadMode",
     "Loader",
     "MetricFamily",
     "MetricSample",
@@ -79,76 +91,6 @@ CAPABILITIES = frozenset(
 STAGES = ("extract", "validate", "transform", "load")
 
 
-class Secret:
-    """A secret value. Prints as ``***`` everywhere; only :meth:`reveal` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Secret) and type(other) is type(self) and other._value == self._value
-        )
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._value))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self._value,))
-
-
-class SecretRef(Secret):
-    """An unresolved reference such as ``env:PG_PASSWORD`` or ``vault:etl/warehouse#password``.
-
-    Config holds these; the runner replaces them with resolved :class:`Secret` values just
-    before a component uses them.
-    """
-
-    __slots__ = ("field", "path", "provider")
-
-    def __init__(self, provider: str, path: str, field: str | None = None):
-        super().__init__("")
-        self.provider, self.path, self.field = provider, path, field
-
-    @classmethod
-    def parse(cls, text: str) -> SecretRef:
-        provider, sep, rest = text.partition(":")
-        path, _, field = rest.partition("#")
-        if not sep or not provider or not path:
-            raise ValueError(
-                f"secret reference {text!r} must look like 'provider:path' or "
-                "'provider:path#field', e.g. 'env:PG_PASSWORD'"
-            )
-        return cls(provider, path, field or None)
-
-    def reveal(self) -> str:
-        raise SecretError(f"secret reference {self} was used before it was resolved")
-
-    def __repr__(self) -> str:
-        return f"SecretRef({self.provider}:{self.path}{'#' + self.field if self.field else ''})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretRef) and repr(other) == repr(self)
-
-    def __hash__(self) -> int:
-        return hash(repr(self))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.provider, self.path, self.field))
-
-
 @attrs.frozen
 class NoOptions:
     """Options of a component that takes none."""
@@ -174,6 +116,9 @@ class Context:
     #: a sink's ``on_reject`` (``fail`` or ``dead_letter``): what its loader does with rows
     #: the target refuses (DESIGN §4 step 5)
     on_reject: str = "fail"
+    #: a sink's load mode (one of its loader's ``modes``) and, for modes that need it, its key
+    mode: str | None = None
+    key: tuple[str, ...] = ()
     read_schema: str | None = None
     #: the source's ``incremental:`` block (e.g. ``{column: updated_at}``), if any
     incremental: Mapping[str, Any] | None = None
@@ -184,7 +129,7 @@ class Context:
         default=None, repr=False
     )
     #: whether the pipeline has a dead-letter sink (``errors.dead_letter``): the built-in
-    #: components route malformed rows and failed casts only then, and behave as before without
+    #: components route malformed rows and failed casts only then; without one, such rows fail
     dead_letter_sink: bool = False
     _persist: Callable[[DataFrame], DataFrame] | None = attrs.field(default=None, repr=False)
     _report_rows: Callable[[int], None] | None = attrs.field(default=None, repr=False)
@@ -250,12 +195,13 @@ class Extractor(Component):
     def extract_stream(self, ctx: Context, options: Any) -> DataFrame:
         raise PermanentError(f"{self.name} does not support streaming")
 
-    def replay(self, ctx: Context, options: Any, records: DataFrame, schema: Any) -> DataFrame:
+    def replay(
+        self, ctx: Context, options: Any, records: DataFrame, schema: Any
+    ) -> DataFrame | None:
         """Rows of this source's ``extract`` dead letters (``etl dlq replay``), parsed back into
-        ``schema`` (the source's schema now). By default each record's ``row`` is JSON."""
-        from pyspark.sql import functions as F
-
-        return records.select(F.from_json("row", schema).alias("r")).select("r.*")
+        ``schema`` (the source's schema now). ``None`` (the default) means each record's
+        ``row`` is the row as JSON, and the core parses it."""
+        return None
 
 
 class Transformer(Component):
@@ -269,15 +215,6 @@ class Transformer(Component):
     def check(self, inputs: Sequence[str], options: Any) -> list[str]:
         """Problems found without data (called by ``etl validate``); empty when fine."""
         return []
-
-
-@attrs.frozen
-class RuleResult:
-    rule: str
-    severity: str
-    passed: bool
-    failed_rows: int | None = None
-    message: str = ""
 
 
 @attrs.frozen
@@ -357,10 +294,44 @@ class LiveRuns:
         return run_key in self.dead or time.time() - modified_at > self.max_age_s
 
 
-class Loader(Component):
-    """Two-phase writer: ``stage`` moves the rows, ``publish`` makes them visible atomically."""
+@attrs.frozen
+class LoadMode:
+    """A load mode the core knows (DESIGN §5): the sink keys it needs and the executions it
+    exists in. The core validates a sink's ``mode`` and those keys at bind time."""
 
-    modes: ClassVar[frozenset[str]] = frozenset({"append", "overwrite", "error"})
+    name: str
+    summary: str
+    #: core-owned sink keys the mode needs, e.g. ``("key",)`` for upsert
+    needs: tuple[str, ...] = ()
+    executions: frozenset[str] = frozenset({"batch", "streaming"})
+
+
+BATCH_ONLY = frozenset({"batch"})
+#: every load mode a loader may declare in :attr:`Loader.modes`
+LOAD_MODES: Mapping[str, LoadMode] = {
+    mode.name: mode
+    for mode in (
+        LoadMode("error", "fail if the target holds rows", executions=BATCH_ONLY),
+        LoadMode("append", "add the rows"),
+        LoadMode("overwrite", "replace every row of the target", executions=BATCH_ONLY),
+        LoadMode(
+            "overwrite_partitions",
+            "replace the partitions the new rows fall in",
+            executions=BATCH_ONLY,
+        ),
+        LoadMode("upsert", "insert new keys, update rows whose key exists", needs=("key",)),
+    )
+}
+
+
+class Loader(Component):
+    """Two-phase writer: ``stage`` moves the rows, ``publish`` makes them visible atomically.
+
+    ``modes`` lists the load modes the loader supports (names of :data:`LOAD_MODES`), the
+    default first. The core checks a sink's ``mode`` and ``key`` against it and hands them to
+    the loader as ``ctx.mode`` and ``ctx.key``."""
+
+    modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite")
 
     @abstractmethod
     def stage(self, ctx: Context, df: DataFrame, options: Any) -> Staged:
@@ -407,73 +378,6 @@ class CredentialProvider(Component):
         """Release leases at the end of the run."""
 
 
-@attrs.define
-class StageMetrics:
-    """One dataset's stage. ``rows_out`` is what the stage passed on (rows read for extract,
-    written for load), ``None`` where no action computed it; ``duration_s`` is timed where one
-    Spark action does the stage's work (load: the staging action, which also computes the lazy
-    extract and transform stages feeding it)."""
-
-    dataset: str
-    stage: str
-    component: str
-    rows_in: int | None = None
-    rows_out: int | None = None
-    rows_rejected: int = 0
-    dead_lettered: int = 0
-    bytes: int | None = None
-    duration_s: float | None = None
-
-
-@attrs.define
-class MicroBatchMetrics:
-    """One streaming micro-batch, filled from the query's progress."""
-
-    batch_id: int
-    input_rows_per_second: float | None = None
-    processed_rows_per_second: float | None = None
-    batch_duration_s: float | None = None
-    watermark: str | None = None
-    state_rows: int | None = None
-    lag: int | None = None
-
-
-@attrs.define
-class RunMetrics:
-    """What one run did, from the counts observed in the actions that moved the data."""
-
-    pipeline: str
-    run_id: str
-    run_key: str
-    status: str = "running"
-    started_at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC))
-    finished_at: dt.datetime | None = None
-    stages: list[StageMetrics] = attrs.field(factory=list)
-    published: list[str] = attrs.field(factory=list)
-    retries: int = 0
-    breaker_states: dict[str, str] = attrs.field(factory=dict)
-    dead_letters: int = 0
-    quality: list[RuleResult] = attrs.field(factory=list)
-    streaming: list[MicroBatchMetrics] = attrs.field(factory=list)
-    error: str | None = None
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
-
-    def stage(self, dataset: str, stage: str) -> StageMetrics | None:
-        return next((s for s in self.stages if (s.dataset, s.stage) == (dataset, stage)), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        data["started_at"] = self.started_at.isoformat()
-        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
-        data["duration_s"] = self.duration_s
-        return data
-
-
 class MetricsReporter(Component):
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
@@ -494,43 +398,3 @@ class StateStore(Component):
         self, base_dir: Path, pipeline: str, bookmarks: Mapping[str, Any], options: Any
     ) -> None:
         """Store the new marks (merged over the old ones) atomically."""
-
-
-@attrs.frozen
-class Rejected:
-    """A row the target refused while publishing: the row as JSON and the database's reason."""
-
-    row: str
-    message: str
-    #: what refused it, e.g. the constraint's name
-    rule: str = "load"
-
-
-@attrs.frozen
-class DeadLetterError:
-    rule: str
-    message: str
-    severity: str = "error"
-
-
-@attrs.frozen
-class DeadLetterRecord:
-    """One rejected row (DESIGN §7). ``row`` is the original row as JSON, secrets redacted."""
-
-    pipeline: str
-    run_id: str
-    stage: str
-    component: str
-    dataset: str
-    errors: tuple[DeadLetterError, ...]
-    timestamp: dt.datetime
-    source_position: str | None
-    row: str
-
-
-#: The Spark schema of a DataFrame of dead-letter records.
-DEAD_LETTER_DDL = (
-    "pipeline STRING, run_id STRING, stage STRING, component STRING, dataset STRING, "
-    "errors ARRAY<STRUCT<rule: STRING, message: STRING, severity: STRING>>, "
-    "timestamp TIMESTAMP, source_position STRING, row STRING"
-)

@@ -10,12 +10,16 @@ import sys
 import traceback
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from etl_core.errors import EtlError
 from etl_core.report import render_report
+
+if TYPE_CHECKING:
+    from etl_core.config import BoundPipeline
+    from etl_core.plugins import PluginHost
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,6 +94,21 @@ _plaintext_option = click.option(
 )
 
 
+def _check(
+    pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool
+) -> tuple[BoundPipeline, PluginHost]:
+    """The preamble of every pipeline command: a fresh plugin host, then load and bind the
+    file, raising every mistake at once (exit 2)."""
+    from etl_core import config
+    from etl_core.plugins import get_plugin_host
+
+    host = get_plugin_host()
+    bound = config.check(
+        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
+    )
+    return bound, host
+
+
 @main.command()
 @_pipeline_argument
 @_set_option
@@ -97,15 +116,7 @@ _plaintext_option = click.option(
 @_user_errors
 def validate(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool) -> None:
     """Check a pipeline file without reading data (no Spark)."""
-    from etl_core import config
-    from etl_core.plugins import get_plugin_host
-
-    bound = config.check(
-        pipeline,
-        overrides=overrides,
-        host=get_plugin_host(),
-        allow_plaintext_secrets=allow_plaintext_secrets,
-    )
+    bound, _ = _check(pipeline, overrides, allow_plaintext_secrets)
     spec = bound.spec
     if not click.get_current_context().find_root().params.get("quiet"):
         for name in bound.plan.unused:
@@ -158,20 +169,14 @@ def run(
     publishing, the run finishes first."""
     from contextlib import ExitStack
 
-    from etl_core import config
     from etl_core.health import HealthServer, RunControl, RunInterrupted, graceful_shutdown
-    from etl_core.plugins import get_plugin_host
-    from etl_core.runner import run as run_pipeline
+    from etl_core.progress import ConsoleProgress
+    from etl_core.run.runner import run as run_pipeline
 
     quiet = ctx.obj["quiet"]
     if master:
         overrides = (*overrides, f"engine.master={master}")
-    host = get_plugin_host()
-    bound = config.check(
-        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
-    )
-
-    from etl_core.progress import ConsoleProgress
+    bound, host = _check(pipeline, overrides, allow_plaintext_secrets)
 
     control = RunControl()
     try:
@@ -249,14 +254,9 @@ def plugins_show(ctx: click.Context, name: str) -> None:
 @_user_errors
 def explain(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool) -> None:
     """Print the DAG and each dataset's Spark plan; errors that need Spark's analyzer show here."""
-    from etl_core import config
-    from etl_core.plugins import get_plugin_host
-    from etl_core.runner import explain as explain_pipeline
+    from etl_core.run.runner import explain as explain_pipeline
 
-    host = get_plugin_host()
-    bound = config.check(
-        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
-    )
+    bound, host = _check(pipeline, overrides, allow_plaintext_secrets)
     click.echo(explain_pipeline(bound, host))
 
 
@@ -267,14 +267,9 @@ def explain(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: 
 @_user_errors
 def clean(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool) -> None:
     """Remove staging left by runs that are no longer live (killed or crashed)."""
-    from etl_core import config
-    from etl_core.plugins import get_plugin_host
-    from etl_core.runner import clean_stale
+    from etl_core.run.runner import clean_stale
 
-    host = get_plugin_host()
-    bound = config.check(
-        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
-    )
+    bound, host = _check(pipeline, overrides, allow_plaintext_secrets)
     dropped = clean_stale(bound, host)
     for item in dropped:
         click.echo(f"removed {item}")
@@ -315,15 +310,10 @@ def dlq_replay(
     """Feed the dead letters under PATH back into a pipeline; replaying twice is a no-op."""
     from pathlib import Path
 
-    from etl_core import config
-    from etl_core.plugins import get_plugin_host
     from etl_core.progress import ConsoleProgress
-    from etl_core.replay import replay
+    from etl_core.run.runner import replay
 
-    host = get_plugin_host()
-    bound = config.check(
-        pipeline, overrides=overrides, host=host, allow_plaintext_secrets=allow_plaintext_secrets
-    )
+    bound, host = _check(pipeline, overrides, allow_plaintext_secrets)
     with ConsoleProgress(quiet=ctx.obj["quiet"]) as progress:
         metrics = replay(bound, host, Path(path), from_stage=from_stage, progress=progress)
     click.echo(render_report(metrics))

@@ -81,6 +81,10 @@ def describe_component(host: PluginHost, kind: str, name: str) -> str:
             lines.append(f"    {f.name:<{width}}  {type_name(f.type)}  ({_default(f)}{choices})")
     else:
         lines.append("  options: none")
+    if kind == "loader":
+        modes = list(cls.modes)
+        marked = [f"{m} (default)" if i == 0 else m for i, m in enumerate(modes)]
+        lines.append(f"  modes: {', '.join(marked)}  (the sink's `mode`; `upsert` needs `key`)")
     section, wiring = _PLACES.get(kind, ("", {}))
     type_key = "provider" if kind == "credential_provider" else "type"
     required = {f.name: _example_value(f) for f in fields if f.default is attrs.NOTHING}

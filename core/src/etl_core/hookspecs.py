@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import pluggy
+from etl_core.markers import hookspec
 
 if TYPE_CHECKING:
     from etl_core.api import (
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
         Transformer,
         Validator,
     )
-
-hookspec = pluggy.HookspecMarker("etl")
 
 
 # Registration: one hook per component kind.
@@ -128,9 +126,13 @@ def etl_run_started(pipeline: str, run_id: str, run_key: str) -> None:
 def etl_stage_finished(pipeline: str, run_id: str, stage: StageMetrics) -> None:
     """A dataset finished one stage (extract, validate, transform, load).
 
-    Called once per dataset and stage when the run ends (successfully or not), with the
-    counts observed in the staging actions (``None`` where no action computed them).
-    Returns nothing.
+    Called once per dataset and stage, when that stage's numbers are settled: right after the
+    Spark action that staged a sink, for its ``load`` stage and the ``extract`` and
+    ``transform`` stages that action computed (the stages of one sink's lineage run in one
+    action); after the check step for ``validate`` stages, datasets that dead-lettered rows
+    and the dead letters' own ``load`` stages; when the run ends for stages no action
+    finished (a failed run) and rows a publish refused. Counts are ``None`` where no action
+    computed them. Returns nothing.
 
     :param pipeline: the pipeline's name.
     :param run_id: the run's id.

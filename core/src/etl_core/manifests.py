@@ -159,13 +159,13 @@ def adopt_existing(fs: pafs.FileSystem, root: str) -> None:
         _write_json(fs, _join(root, f"{MANIFESTS}/adopted.json"), body)
 
 
-def run_record(ctx: Context, mode: str, fmt: str) -> dict[str, Any]:
+def run_record(ctx: Context, fmt: str) -> dict[str, Any]:
     """What a manifest says of the run that wrote it (``publish_run`` adds the files)."""
     return {
         "pipeline": ctx.pipeline,
         "run_id": ctx.run_id,
         "sink": ctx.dataset,
-        "mode": mode,
+        "mode": ctx.mode,
         "format": fmt,
     }
 

@@ -1,4 +1,5 @@
-"""The metric families every reporter exports from a run's :class:`~etl_core.api.RunMetrics`.
+"""What a run measured (:class:`RunMetrics`: per dataset stage, quality results, micro-batches)
+and the metric families every reporter exports from it.
 
 One list of names, types and labels, so the Prometheus reporter, the health server's
 ``/metrics`` page and the docs never drift apart. Pure Python: no client library needed.
@@ -6,15 +7,99 @@ One list of names, types and labels, so the Prometheus reporter, the health serv
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import Any
 
 import attrs
 
-if TYPE_CHECKING:
-    from etl_core.api import RunMetrics
+__all__ = [
+    "METRIC_NAMES",
+    "MetricFamily",
+    "MetricSample",
+    "MicroBatchMetrics",
+    "RuleResult",
+    "RunMetrics",
+    "StageMetrics",
+    "metric_families",
+    "render_text",
+]
 
-__all__ = ["METRIC_NAMES", "MetricFamily", "MetricSample", "metric_families", "render_text"]
+
+@attrs.frozen
+class RuleResult:
+    rule: str
+    severity: str
+    passed: bool
+    failed_rows: int | None = None
+    message: str = ""
+
+
+@attrs.define
+class StageMetrics:
+    """One dataset's stage. ``rows_out`` is what the stage passed on (rows read for extract,
+    written for load), ``None`` where no action computed it; ``duration_s`` is timed where one
+    Spark action does the stage's work (load: the staging action, which also computes the lazy
+    extract and transform stages feeding it)."""
+
+    dataset: str
+    stage: str
+    component: str
+    rows_in: int | None = None
+    rows_out: int | None = None
+    rows_rejected: int = 0
+    dead_lettered: int = 0
+    bytes: int | None = None
+    duration_s: float | None = None
+
+
+@attrs.define
+class MicroBatchMetrics:
+    """One streaming micro-batch, filled from the query's progress."""
+
+    batch_id: int
+    input_rows_per_second: float | None = None
+    processed_rows_per_second: float | None = None
+    batch_duration_s: float | None = None
+    watermark: str | None = None
+    state_rows: int | None = None
+    lag: int | None = None
+
+
+@attrs.define
+class RunMetrics:
+    """What one run did, from the counts observed in the actions that moved the data."""
+
+    pipeline: str
+    run_id: str
+    run_key: str
+    status: str = "running"
+    started_at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC))
+    finished_at: dt.datetime | None = None
+    stages: list[StageMetrics] = attrs.field(factory=list)
+    published: list[str] = attrs.field(factory=list)
+    retries: int = 0
+    breaker_states: dict[str, str] = attrs.field(factory=dict)
+    dead_letters: int = 0
+    quality: list[RuleResult] = attrs.field(factory=list)
+    streaming: list[MicroBatchMetrics] = attrs.field(factory=list)
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def stage(self, dataset: str, stage: str) -> StageMetrics | None:
+        return next((s for s in self.stages if (s.dataset, s.stage) == (dataset, stage)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        data["duration_s"] = self.duration_s
+        return data
 
 
 @attrs.frozen

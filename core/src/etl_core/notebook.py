@@ -7,7 +7,7 @@
 
 A :class:`Pipeline` re-reads its configuration (the file, or the mapping it was given) on every
 call and rebinds only when it changed; the DataFrames built for :meth:`Pipeline.dataset` are
-kept until then. Spark is the process's session (:func:`etl_core.engine.get_spark`): an active
+kept until then. Spark is the process's session (:func:`etl_core.run.engine.get_spark`): an active
 session is reused as it is. Importing this module imports no Spark.
 """
 
@@ -22,8 +22,8 @@ import attrs
 from etl_core import config
 from etl_core.api import RunMetrics, StageMetrics
 from etl_core.config import BoundPipeline, PipelineSpec
+from etl_core.config.convert import allow_plaintext
 from etl_core.errors import ConfigIssue, EtlError
-from etl_core.options import allow_plaintext
 from etl_core.plugins import PluginHost, get_plugin_host
 from etl_core.report import render_html, render_report
 
@@ -216,7 +216,7 @@ class Pipeline:
         """The dataset ``name`` (a source or transform) as a lazy DataFrame: nothing is staged
         or published. Built once for all datasets, kept until the config or the session
         changes."""
-        from etl_core import runner
+        from etl_core.run import runner
 
         bound = self._bound()
         spark = _session(bound.spec)
@@ -240,7 +240,7 @@ class Pipeline:
 
         A failed run raises its :class:`~etl_core.errors.EtlError`; the report of what it did
         is on the exception as ``exc.report`` (when the run got that far)."""
-        from etl_core import runner
+        from etl_core.run import runner
 
         bound = self._bound()
         try:
@@ -262,6 +262,6 @@ class Pipeline:
 
 
 def _session(spec: PipelineSpec) -> SparkSession:
-    from etl_core.engine import get_spark
+    from etl_core.run.engine import get_spark
 
     return get_spark(spec.engine, app_name=f"etl:{spec.name}")

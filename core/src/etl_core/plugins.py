@@ -6,6 +6,7 @@ import difflib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from types import ModuleType
 from typing import Any
@@ -15,11 +16,11 @@ import pluggy
 
 from etl_core import api, hookspecs
 from etl_core.errors import PluginError, UnknownComponentError
+from etl_core.markers import PROJECT
 
 log = logging.getLogger("etl.plugins")
 
-hookimpl = pluggy.HookimplMarker("etl")
-ENTRY_POINT_GROUP = "etl"
+ENTRY_POINT_GROUP = PROJECT
 BUILTIN = "etl-core"
 
 #: kind → (registration hook, base class)
@@ -139,6 +140,20 @@ class PluginHost:
     def owner(self, kind: str, name: str) -> str:
         return self._owners[(kind, name)]
 
+    @contextmanager
+    def observing(self, *observers: object) -> Iterator[None]:
+        """Register ``observers`` (objects with lifecycle hook implementations, e.g. a run's
+        metrics reporters and its tracer) for the duration of the block; the host guards
+        their calls like any plugin's."""
+        names = [f"etl-observer-{id(o)}" for o in observers]
+        for name, observer in zip(names, observers, strict=True):
+            self._pm.register(observer, name=name)
+        try:
+            yield
+        finally:
+            for name in names:
+                self._pm.unregister(name=name)
+
     def run_started(self, *, pipeline: str, run_id: str, run_key: str) -> None:
         self._notify("etl_run_started", pipeline=pipeline, run_id=run_id, run_key=run_key)
 
@@ -175,7 +190,7 @@ def get_plugin_host(
     """
     from etl_core import builtins
 
-    pm = pluggy.PluginManager("etl")
+    pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(builtins, name=BUILTIN)
     distributions = {BUILTIN: (BUILTIN, _version(BUILTIN))}

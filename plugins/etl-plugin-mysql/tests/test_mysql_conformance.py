@@ -75,7 +75,6 @@ def conformance_user(mysql_connect) -> Iterator[None]:
 
 class MariaDBHooks:
     type_cases = TYPE_CASES
-    modes = frozenset({"append", "overwrite", "upsert", "error"})
 
     @pytest.fixture
     def target(self, mysql_db, mysql_connect, conformance_user) -> str:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from etl_core.conformance import SECRET_MARKER
+from etl_core.testing.conformance import SECRET_MARKER
 from etl_core.testing import ExtractorConformance, LoaderConformance, TypeCase
 
 pytestmark = pytest.mark.spark
@@ -182,7 +182,6 @@ class PostgresHooks:
 
 
 class TestPostgresLoaderConformance(PostgresHooks, LoaderConformance):
-    modes = frozenset({"append", "overwrite", "upsert", "error"})
 
     def sink_block(self, target, **options):
         return {"type": "postgres", "table": target, "connection": self.connection(), **options}

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl_core.conformance import SECRET_MARKER
+from etl_core.testing.conformance import SECRET_MARKER
 from etl_core.testing import ExtractorConformance, LoaderConformance, TypeCase
 
 pytestmark = pytest.mark.spark
@@ -113,7 +113,6 @@ class S3Hooks:
 
 
 class TestS3LoaderConformance(S3Hooks, LoaderConformance):
-    modes = frozenset({"append", "overwrite", "error"})
 
     def sink_block(self, target, **options):
         return self.block(target, **options)

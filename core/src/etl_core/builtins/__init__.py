@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from etl_core.plugins import hookimpl
+from etl_core.markers import hookimpl
 
 
 @hookimpl
@@ -66,7 +66,7 @@ def etl_register_state_stores(register: Callable[[type], None]) -> None:
 
 @hookimpl
 def etl_register_validators(register: Callable[[type], None]) -> None:
-    from etl_core.quality import BUILTIN_RULES
+    from etl_core.builtins.quality import BUILTIN_RULES
 
     for cls in BUILTIN_RULES:
         register(cls)

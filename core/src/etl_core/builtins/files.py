@@ -139,7 +139,7 @@ class FilesExtractor(Extractor):
 
     def replay(
         self, ctx: Context, options: FilesSourceOptions, records: DataFrame, schema: Any
-    ) -> DataFrame:
+    ) -> DataFrame | None:
         """Parse the malformed lines of ``extract`` dead letters again with this source's
         (fixed) options and schema; lines that still do not parse are dead-lettered again."""
         from pyspark.sql import functions as F
@@ -266,7 +266,6 @@ def _newer_than(paths: list[Path], bookmark: Any) -> list[Path]:
 class FilesSinkOptions:
     path: str
     format: str = attrs.field(default="parquet", validator=one_of(*FORMATS))
-    mode: str = attrs.field(default="error", validator=one_of("append", "overwrite", "error"))
     header: bool = True
     compression: str | None = None
     #: columns to partition the output by (``col=value/`` folders)
@@ -280,7 +279,7 @@ class FilesLoader(Loader):
     name = "files"
     Options = FilesSinkOptions
     capabilities = frozenset({"batch"})
-    modes: ClassVar[frozenset[str]] = frozenset({"append", "overwrite", "error"})
+    modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite")
 
     @staticmethod
     def _staging(ctx: Context, options: FilesSinkOptions) -> Path:
@@ -289,7 +288,7 @@ class FilesLoader(Loader):
     def stage(self, ctx: Context, df: DataFrame, options: FilesSinkOptions) -> Staged:
         target = ctx.path(options.path)
         if not (target / MANIFESTS / f"{ctx.run_key}.json").exists():  # else: a resumed run
-            self._refuse_existing(target, options)
+            self._refuse_existing(target, ctx.mode)
         staging = self._staging(ctx, options)
         shutil.rmtree(staging, ignore_errors=True)
         writer_options = _reader_options(options.format, options.header, ",", options.options)
@@ -307,8 +306,8 @@ class FilesLoader(Loader):
         return Staged(ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": str(staging)})
 
     @staticmethod
-    def _refuse_existing(target: Path, options: FilesSinkOptions) -> None:
-        if options.mode == "error" and next(data_files(target), None) is not None:
+    def _refuse_existing(target: Path, mode: str | None) -> None:
+        if mode == "error" and next(data_files(target), None) is not None:
             raise LoadError(
                 f"{target} already holds data and the sink's mode is `error`; "
                 "set `mode: append` or `mode: overwrite`, or empty the folder"
@@ -319,9 +318,9 @@ class FilesLoader(Loader):
         the new rows. An overwrite's manifest ``replaces`` the older ones, whose files go last."""
         target = ctx.path(options.path)
         if not manifests.has_manifest(_local(), str(target), ctx.run_key):
-            self._refuse_existing(target, options)
-            record = manifests.run_record(ctx, options.mode, options.format)
-            replace = "all" if options.mode == "overwrite" else "none"
+            self._refuse_existing(target, ctx.mode)
+            record = manifests.run_record(ctx, options.format)
+            replace = "all" if ctx.mode == "overwrite" else "none"
             staging = str(self._staging(ctx, options))
             manifests.publish_run(_local(), str(target), staging, ctx.run_key, record, replace)
         self.discard(ctx, staged, options)
@@ -357,4 +356,4 @@ class FilesLoader(Loader):
         cls, options: FilesSinkOptions, *, pipeline: str, run_key: str, stage: str
     ) -> FilesSinkOptions:
         path = str(Path(options.path) / pipeline / run_key / stage)
-        return attrs.evolve(options, path=path, format="jsonl", mode="append")
+        return attrs.evolve(options, path=path, format="jsonl")

@@ -15,7 +15,7 @@ from etl_core.errors import EtlError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from etl_core.config import EngineSpec
+    from etl_core.config.model import EngineSpec
 
 #: applied before the user's ``engine.conf``, which wins
 DEFAULT_CONF = {

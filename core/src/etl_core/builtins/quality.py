@@ -291,36 +291,3 @@ def _bounds_problems(low: float | None, high: float | None) -> list[str]:
 
 def _show(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
-
-
-# --- schemas -------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Column_:
-    name: str
-    type: str
-    nullable: bool = True
-
-
-def split_ddl(ddl: str) -> list[Column_]:
-    """``"id BIGINT NOT NULL, tags ARRAY<STRING>"`` → columns, without Spark (names only
-    need to be right for ``etl validate``; types are compared by Spark at run time)."""
-    parts, depth, current = [], 0, ""
-    for char in ddl:
-        depth += (char in "<(" and 1) or (char in ">)" and -1) or 0
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    columns = []
-    for part in (p.strip() for p in parts if p.strip()):
-        match = re.match(r"^(`[^`]+`|\S+)\s+(.+?)(\s+NOT\s+NULL)?$", part, re.IGNORECASE | re.S)
-        if not match:
-            raise ValueError(f"cannot read column definition {part!r}; write `name TYPE`")
-        columns.append(
-            Column_(match.group(1).strip("`"), match.group(2).strip(), not match.group(3))
-        )
-    return columns

@@ -29,7 +29,7 @@ import attrs
 import pybreaker
 import tenacity
 
-from etl_core.config import BreakerSpec, RetrySpec
+from etl_core.config.model import BreakerSpec, RetrySpec
 from etl_core.errors import EtlError, TransientError
 from etl_core.options import parse_duration
 

@@ -11,10 +11,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from etl_core.errors import ConfigError, ConfigIssue
+from etl_core.markers import hookimpl
 
 if TYPE_CHECKING:
     from etl_core.api import RunMetrics, StageMetrics
-    from etl_core.config import TracingSpec
+    from etl_core.config.model import TracingSpec
 
 __all__ = ["RunTrace", "start_run_trace"]
 
@@ -35,9 +36,18 @@ class RunTrace:
         #: (start, end) in ns since the epoch of each stage timed by the runner, by id
         self._windows: dict[int, tuple[int, int]] = {}
 
-    def timed(self, stage: StageMetrics, started_ns: int, ended_ns: int) -> None:
-        """Remember when the Spark action that computed ``stage`` ran."""
-        self._windows[id(stage)] = (started_ns, ended_ns)
+    @hookimpl
+    def etl_stage_finished(self, stage: StageMetrics) -> None:
+        """Remember when the Spark action that computed ``stage`` ran: it just ended, and took
+        ``stage.duration_s`` (stages without one ran inside the timed actions)."""
+        if stage.duration_s is not None:
+            ended = time.time_ns()
+            self._windows[id(stage)] = (ended - int(stage.duration_s * 1e9), ended)
+
+    @hookimpl
+    def etl_run_finished(self, metrics: RunMetrics) -> None:
+        """Export the spans when the run ends (failures are the host's to log)."""
+        self.finish(metrics)
 
     def finish(self, metrics: RunMetrics) -> None:
         """One child span per dataset stage, then end the run span and flush the exporter.

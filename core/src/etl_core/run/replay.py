@@ -22,16 +22,15 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etl_core.api import DEAD_LETTER_DDL, RunMetrics
-from etl_core.config import BoundPipeline, SourceSpec
+from etl_core.api import DEAD_LETTER_DDL
+from etl_core.config.model import Bound, BoundPipeline, SourceSpec
+from etl_core.config.schema import schema_ddl
 from etl_core.errors import EtlError
-from etl_core.plugins import PluginHost
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from etl_core.config import Bound
-    from etl_core.runner import Progress, _Run
+    from etl_core.run.live import LiveRun
 
 #: stages whose records replay feeds back
 STAGES = ("extract", "validate", "transform")
@@ -60,7 +59,8 @@ def record_files(path: Path) -> list[Path]:
 
 
 class Replay:
-    """What a replay feeds where; the runner asks it for the datasets and inputs it replaces."""
+    """What a replay feeds where: the run's :class:`~etl_core.run.build.Feed`, asked for the
+    datasets and inputs it replaces; ``sinks`` are the only ones staged."""
 
     def __init__(
         self, bound: BoundPipeline, records: DataFrame, keys: set[tuple[str, str]], schemas: Any
@@ -121,57 +121,45 @@ class Replay:
         rows = self._rows(stage, dataset)
         return rows.select(F.from_json("row", schema).alias("r")).select("r.*")
 
-    def dataset(self, run: _Run, item: Bound, options: Any) -> tuple[Bound, str, DataFrame]:
+    def dataset(self, live: LiveRun, item: Bound, options: Any) -> tuple[Bound, str, DataFrame]:
         name = item.name
         schema = self.schemas[name]
         frames = [self._parsed("validate", name, schema)]
         if isinstance(item.block, SourceSpec):
-            from etl_core.runner import schema_ddl
-
-            ctx = run.context(item, read_schema=schema_ddl(item.block.read_schema))
+            ctx = live.context(item, read_schema=schema_ddl(item.block.read_schema))
             extract = self._rows("extract", name)
-            frames.append(item.component().replay(ctx, options, extract, schema))
+            parsed = item.component().replay(ctx, options, extract, schema)
+            frames.append(self._parsed("extract", name, schema) if parsed is None else parsed)
         df = frames[0]
         for more in frames[1:]:
             df = df.unionByName(more)
         return item, "extract" if isinstance(item.block, SourceSpec) else "transform", df
 
-    def inputs(self, run: _Run, name: str) -> dict[str, DataFrame]:
+    def inputs(self, live: LiveRun, name: str) -> dict[str, DataFrame]:
         (input_name,) = self.bound.spec.transforms[name].inputs
         rows = self._parsed("transform", name, self.schemas[input_name])
         if input_name in self.replayed:
-            rows = rows.unionByName(run.frames[input_name])
+            rows = rows.unionByName(live.frames[input_name])
         return {input_name: rows}
 
 
-def replay(
-    bound: BoundPipeline,
-    host: PluginHost,
-    path: Path,
-    *,
-    from_stage: str | None = None,
-    spark: SparkSession | None = None,
-    progress: Progress | None = None,
-) -> RunMetrics:
-    """Feed the dead letters under ``path`` back into the pipeline as one run (see the module
-    docstring); returns its metrics like :func:`etl_core.runner.run`."""
+def read_dead_letters(
+    spark: SparkSession, pipeline: str, path: Path, from_stage: str | None
+) -> tuple[DataFrame, set[tuple[str, str]]]:
+    """The dead-letter records under ``path`` (of ``from_stage`` only, when given) and the
+    ``(stage, dataset)`` pairs they hold. Refuses another pipeline's dead letters."""
     from pyspark.sql import functions as F
 
-    from etl_core.engine import get_spark
-    from etl_core.runner import _inspection, run
-
-    spec = bound.spec
     files = record_files(path)
     if not files:
         raise ReplayError(f"{path}: no dead-letter files (*.jsonl) found")
     if from_stage is not None and from_stage not in STAGES:
         raise ReplayError(f"--from-stage {from_stage}: choose one of {', '.join(STAGES)}")
-    spark = spark or get_spark(spec.engine, app_name=f"etl:{spec.name}")
     records = spark.read.schema(DEAD_LETTER_DDL).json([str(f) for f in files])
-    others = records.filter(F.col("pipeline") != spec.name).select("pipeline").limit(1).collect()
+    others = records.filter(F.col("pipeline") != pipeline).select("pipeline").limit(1).collect()
     if others:
         raise ReplayError(
-            f"{path}: holds dead letters of pipeline {others[0]['pipeline']!r}, not {spec.name!r}"
+            f"{path}: holds dead letters of pipeline {others[0]['pipeline']!r}, not {pipeline!r}"
         )
     if from_stage is not None:
         records = records.filter(F.col("stage") == from_stage)
@@ -180,16 +168,4 @@ def replay(
     }
     if not keys:
         raise ReplayError(f"{path}: no dead letters of stage {from_stage}")
-    with _inspection(bound, host, spark) as state:  # the datasets' schemas; no job runs
-        schemas = {name: df.schema for name, df in state.frames.items()}
-        for df in state.persisted:
-            df.unpersist()
-    plan = Replay(bound, records, keys, schemas)
-    return run(
-        bound,
-        host,
-        run_id=replay_run_id(path, from_stage),
-        spark=spark,
-        progress=progress,
-        replay=plan,
-    )
+    return records, keys

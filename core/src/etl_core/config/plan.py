@@ -31,6 +31,17 @@ class Plan:
     def consumers(self, name: str) -> list[str]:
         return [n.name for n in self.nodes.values() if name in n.inputs]
 
+    def lineage(self, name: str) -> set[str]:
+        """``name`` and every dataset it reads, directly or not."""
+        seen: set[str] = set()
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo += self.nodes[current].inputs
+        return seen
+
     def needed(self) -> list[str]:
         """Datasets that feed a sink, in dependency order."""
         return [name for name in self.order if name not in self.unused]

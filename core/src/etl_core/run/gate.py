@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from etl_core.api import RuleResult, StageMetrics, Validation, ValidationFailed
-from etl_core.config import BoundRule, BoundValidation, ConfigError
-from etl_core.errors import ConfigIssue, short_error
+from etl_core.config.model import BoundRule, BoundValidation
+from etl_core.errors import ConfigError, ConfigIssue, short_error
+from etl_core.run.live import observed
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Observation
 
-    from etl_core.runner import _Run
+    from etl_core.run.live import LiveRun
 
 log = logging.getLogger("etl.run")
 
@@ -24,9 +25,10 @@ log = logging.getLogger("etl.run")
 @attrs.define(eq=False)
 class QualityGate:
     """The ``validate:`` blocks of one run: what :meth:`validate` added to the datasets, judged
-    by :meth:`judge` from the numbers staging observed."""
+    by :meth:`judge` from the numbers staging observed. It receives the live run; the run's
+    state never refers to the gate."""
 
-    run: _Run = attrs.field(repr=False)
+    run: LiveRun = attrs.field(repr=False)
     quality: list[tuple[BoundValidation, list[tuple[BoundRule, Validation]], Observation]] = (
         attrs.field(factory=list)
     )
@@ -67,7 +69,7 @@ class QualityGate:
                         "check the column names of this dataset",
                     )
                 ) from None
-        observation = Observation(f"etl_{self.run.key}_q{len(self.quality)}")
+        observation = Observation(f"etl_{self.run.run_key}_q{len(self.quality)}")
         flagged = df.withColumns(flags).observe(observation, *aggregates)
         self.quality.append((validation, checks, observation))
         metrics = StageMetrics(dataset=validation.dataset, stage="validate", component="quality")
@@ -79,11 +81,26 @@ class QualityGate:
         ]
         if validation.on_failure != "quarantine" or not errors:
             return flagged.drop(*flags)
+        return self._quarantine(flagged, df.columns, validation.dataset, checks, errors)
+
+    def _quarantine(
+        self,
+        flagged: DataFrame,
+        columns: list[str],
+        dataset: str,
+        checks: list[tuple[BoundRule, Validation]],
+        errors: list[str],
+    ) -> DataFrame:
+        """Rows that break an error-severity rule go to the dead letters with every rule they
+        broke; the rest go on, counted."""
+        from pyspark.sql import functions as F
+
         flagged = flagged.persist()  # computed once for the rows that pass and the quarantine
         self.run.persisted.append(flagged)
         broken = F.lit(False)
         for flag in errors:
             broken = broken | F.col(flag)
+        present = set(flagged.columns)
         reasons = F.filter(
             F.array(
                 *[
@@ -96,17 +113,18 @@ class QualityGate:
                         ),
                     )
                     for i, (rule, check) in enumerate(checks)
-                    if f"_etl_rule_{i}" in flags
+                    if f"_etl_rule_{i}" in present
                 ]
             ),
             lambda reason: reason.isNotNull(),
         )
         quarantined = flagged.filter(broken).select(
-            reasons.alias("errors"), F.to_json(F.struct(*df.columns)).alias("row")
+            reasons.alias("errors"), F.to_json(F.struct(*columns)).alias("row")
         )
-        self.run.route_dead_letters("validate", validation.dataset, "quality", quarantined)
+        self.run.route_dead_letters("validate", dataset, "quality", quarantined)
+        flags = [c for c in flagged.columns if c.startswith("_etl_rule_")]
         passed = flagged.filter(~broken).drop(*flags)
-        return self.run.observe(passed, validation.dataset, "validated", "quality")
+        return self.run.observe(passed, dataset, "validated", "quality")
 
     def _check_schema(
         self, df: DataFrame, validation: BoundValidation
@@ -135,7 +153,7 @@ class QualityGate:
                     how = " (not a safe cast)" if validation.mode == "coerce" else ""
                     problems.append(f"{column.name}: expected {wanted}, found {got}{how}")
             if not column.nullable:  # declared NOT NULL: checked row by row
-                from etl_core.quality import NotNull
+                from etl_core.builtins.quality import NotNull
 
                 rules.append(
                     BoundRule(
@@ -166,20 +184,18 @@ class QualityGate:
     def judge(self) -> list[str]:
         """Step 2 of the commit protocol, for quality: judge every rule from the numbers staging
         observed. Returns the failures that fail the run (the caller raises them)."""
-        from etl_core.runner import _observed  # the runner imports this module
-
         failures = []
         for validation, checks, observation in self.quality:
-            observed = _observed(observation) or {}
+            seen = observed(observation) or {}
             metrics = next(
                 m
                 for m in self.run.metrics.stages
                 if (m.dataset, m.stage) == (validation.dataset, "validate")
             )
-            metrics.rows_in = observed.get("rows_in")
+            metrics.rows_in = seen.get("rows_in")
             for i, (rule, check) in enumerate(checks):
                 prefix = f"r{i}."
-                values = {k[len(prefix) :]: v for k, v in observed.items() if k.startswith(prefix)}
+                values = {k[len(prefix) :]: v for k, v in seen.items() if k.startswith(prefix)}
                 passed, message = check.judge(values)
                 result = RuleResult(
                     rule.name, rule.severity, passed, values.get("failed_rows"), message

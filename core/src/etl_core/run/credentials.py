@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from etl_core.api import CredentialProvider, Secret, SecretRef
-from etl_core.config import Bound, BoundPipeline
+from etl_core.config.model import Bound, BoundPipeline
 from etl_core.errors import SecretError
-from etl_core.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from etl_core.plugins import PluginHost
 
 log = logging.getLogger("etl.run")
 

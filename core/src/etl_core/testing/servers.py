@@ -1,21 +1,5 @@
-"""pytest plugin for etl and for connector authors (loaded through the ``pytest11`` entry point).
-
-Fixtures:
-
-- ``etl_spark``: one local SparkSession for the whole test session, started on first use.
-- ``etl_host``: a fresh plugin host per test, built-ins only (entry points not loaded).
-- ``etl_run``: load, bind and run a pipeline (a mapping or a file) on the shared session.
-- ``moto_server``: one ``moto_server`` process (S3, CloudWatch, IAM… on a free port of
-  127.0.0.1) for the whole test session, in its default mode (any key is accepted). Tests
-  share it: give each test its own bucket or namespace.
-
-Helpers: :func:`moto_process` starts a moto server of your own, e.g. one that enforces
-authentication after its first ``N`` calls (``INITIAL_NO_AUTH_ACTION_COUNT``), for tests of
-per-component credentials; :func:`free_port`, :func:`answers`, :func:`server_process`.
-
-Conformance suites for connector authors (see :mod:`etl_core.conformance`):
-:class:`ExtractorConformance`, :class:`LoaderConformance`, :class:`TypeCase`.
-"""
+"""Test servers for connector tests: a free port, a readiness probe, a server process started
+once and stopped at the end, and moto (S3, CloudWatch, IAM) with fixes for two of its bugs."""
 
 from __future__ import annotations
 
@@ -30,82 +14,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
 
-from etl_core import config
-from etl_core.api import RunMetrics
-from etl_core.conformance import ExtractorConformance, LoaderConformance, TypeCase
-from etl_core.plugins import PluginHost, get_plugin_host
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
-__all__ = [
-    "ExtractorConformance",
-    "LoaderConformance",
-    "MotoServer",
-    "TypeCase",
-    "etl_host",
-    "etl_run",
-    "etl_spark",
-    "moto_process",
-    "moto_server",
-    "run_pipeline",
-]
-
-
-@pytest.fixture(scope="session")
-def etl_spark() -> Iterator[SparkSession]:
-    from etl_core.config import EngineSpec
-    from etl_core.engine import get_spark
-
-    spark = get_spark(
-        EngineSpec(master="local[2]", conf={"spark.sql.shuffle.partitions": "4"}), "etl-tests"
-    )
-    yield spark
-
-
-@pytest.fixture
-def etl_host() -> PluginHost:
-    return get_plugin_host(autoload=False)
-
-
-def run_pipeline(
-    pipeline: Mapping[str, Any] | str | Path,
-    *,
-    spark: SparkSession,
-    host: PluginHost | None = None,
-    base_dir: Path | None = None,
-    overrides: Sequence[str] = (),
-    run_id: str | None = None,
-    plugins: bool = False,
-) -> RunMetrics:
-    """Load, bind and run a pipeline on ``spark``; raises what ``etl run`` would report.
-
-    ``plugins=True`` loads the installed plugins (entry points), as ``etl run`` does; by
-    default only the built-ins are there."""
-    from etl_core.runner import run
-
-    host = host or get_plugin_host(autoload=plugins)
-    if isinstance(pipeline, Mapping):
-        bound = config.check(data=pipeline, overrides=overrides, base_dir=base_dir, host=host)
-    else:
-        bound = config.check(pipeline, overrides=overrides, host=host)
-    return run(bound, host, run_id=run_id, spark=spark)
-
-
-@pytest.fixture
-def etl_run(etl_spark: SparkSession, tmp_path: Path) -> Callable[..., RunMetrics]:
-    """``etl_run(pipeline, **kwargs)`` runs on the shared session, ``base_dir`` ``tmp_path``."""
-
-    def runner(pipeline: Mapping[str, Any] | str | Path, **kwargs: Any) -> RunMetrics:
-        kwargs.setdefault("base_dir", tmp_path)
-        return run_pipeline(pipeline, spark=etl_spark, **kwargs)
-
-    return runner
+__all__ = ["MotoServer", "answers", "free_port", "moto_process", "server_process"]
 
 
 def free_port() -> int:
@@ -250,10 +163,3 @@ def moto_process(log_file: Path, *, no_auth_calls: int | None = None) -> Iterato
         command, ready=lambda: answers(f"{url}/moto-api/"), log_file=log_file, env=env
     ):
         yield MotoServer(url, log_file)
-
-
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """One moto server (default mode: any key is accepted) for the test session."""
-    with moto_process(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server

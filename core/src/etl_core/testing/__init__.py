@@ -1,0 +1,40 @@
+"""pytest plugin for etl and for connector authors (loaded through the ``pytest11`` entry point).
+
+Fixtures:
+
+- ``etl_spark``: one local SparkSession for the whole test session, started on first use.
+- ``etl_host``: a fresh plugin host per test, built-ins only (entry points not loaded).
+- ``etl_run``: load, bind and run a pipeline (a mapping or a file) on the shared session.
+- ``moto_server``: one ``moto_server`` process (S3, CloudWatch, IAM… on a free port of
+  127.0.0.1) for the whole test session, in its default mode (any key is accepted). Tests
+  share it: give each test its own bucket or namespace.
+
+Helpers: :func:`moto_process` starts a moto server of your own, e.g. one that enforces
+authentication after its first ``N`` calls (``INITIAL_NO_AUTH_ACTION_COUNT``), for tests of
+per-component credentials; :func:`free_port`, :func:`answers`, :func:`server_process`.
+
+Conformance suites for connector authors (see :mod:`etl_core.testing.conformance`):
+:class:`ExtractorConformance`, :class:`LoaderConformance`, :class:`TypeCase`.
+"""
+
+from __future__ import annotations
+
+from etl_core.testing.conformance import ExtractorConformance, LoaderConformance, TypeCase
+from etl_core.testing.fixtures import etl_host, etl_run, etl_spark, moto_server, run_pipeline
+from etl_core.testing.servers import MotoServer, answers, free_port, moto_process, server_process
+
+__all__ = [
+    "ExtractorConformance",
+    "LoaderConformance",
+    "MotoServer",
+    "TypeCase",
+    "answers",
+    "etl_host",
+    "etl_run",
+    "etl_spark",
+    "free_port",
+    "moto_process",
+    "moto_server",
+    "run_pipeline",
+    "server_process",
+]
