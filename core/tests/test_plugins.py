@@ -273,6 +273,25 @@ class WrongKind(Loader):
     name = "wrong"
 
 
+def test_a_loader_declaring_a_mode_the_core_does_not_know_is_skipped(etl_log) -> None:
+    """The core owns the load modes: a loader may only pick among them."""
+
+    @attrs.frozen
+    class Nothing:
+        pass
+
+    class Merging(Loader):
+        name = "merging"
+        Options = Nothing
+        modes = ("append", "merge")
+
+    sloppy = plugin_module("sloppy", etl_register_loaders=registering(Merging))
+    host = get_plugin_host(autoload=False, extra=[("sloppy", sloppy)])
+    [warning] = warnings_of(etl_log)
+    assert "loader 'merging' declares modes ['append', 'merge']" in warning
+    assert "merging" not in host.components("loader")
+
+
 @pytest.mark.parametrize(
     ("invalid", "problem"),
     [

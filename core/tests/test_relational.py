@@ -1,8 +1,13 @@
-"""Partition bounds and staging names shared by the database connectors."""
+"""Partition bounds, staging names and the reject bisection shared by the database connectors.
+
+Pure Python: :func:`merge_rejecting` is checked here against a fake database that keeps
+savepoints; the real databases (PostgreSQL, MySQL/MariaDB) are exercised by the plugins' tests.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypeGuard
 
 import pytest
 
@@ -63,3 +68,91 @@ def test_bisect_isolates_every_refused_row_and_merges_the_rest():
     assert [number for number, _ in found] == [3, 4, 97]
     assert found[0][1] == "rows [3] break a constraint"
     assert merged == set(range(1, 101)) - refused
+
+
+class FakeTarget:
+    """A target that refuses some staged rows: ``execute`` keeps savepoints over the merged
+    rows, ``merge`` merges every row of the range before it fails, as a statement that a
+    savepoint must undo."""
+
+    def __init__(self, count: int, refused: set[int], broken: bool = False):
+        self.count, self.refused, self.broken = count, refused, broken
+        self.merged: set[int] = set()
+        self.savepoints: list[set[int]] = []
+        self.statements: list[str] = []
+        self.numbered = 0
+
+    def execute(self, sql: str) -> None:
+        self.statements.append(sql)
+        if sql == "SAVEPOINT etl_merge":
+            self.savepoints.append(set(self.merged))
+        elif sql == "ROLLBACK TO SAVEPOINT etl_merge":
+            self.merged = set(self.savepoints[-1])
+        elif sql == "RELEASE SAVEPOINT etl_merge":
+            self.savepoints.pop()
+        else:
+            raise AssertionError(f"unexpected statement {sql!r}")
+
+    def merge(self, source: str, where: str) -> None:
+        if self.broken:
+            raise ConnectionError("server closed the connection")
+        if where:
+            low, high = (int(n) for n in where.split("BETWEEN")[1].split("AND"))
+            assert source == "etl_reject_rows" and self.numbered == self.count
+        else:
+            low, high = 1, self.count
+            assert source == "etl_stg_x_0"
+        rows = set(range(low, high + 1))
+        self.merged |= rows
+        if rows & self.refused:
+            raise ValueError(f"row {min(rows & self.refused)} breaks a constraint")
+
+    def number(self) -> int:
+        self.numbered = self.count
+        return self.count
+
+    def run(self):
+        from etl_core.relational import merge_rejecting
+
+        return merge_rejecting(
+            self.execute,
+            self.merge,
+            "etl_stg_x_0",
+            number=self.number,
+            is_reject=is_value_error,
+        )
+
+
+def is_value_error(exc: Exception) -> TypeGuard[ValueError]:
+    return isinstance(exc, ValueError)
+
+
+def test_merge_rejecting_keeps_the_rows_the_target_takes():
+    target = FakeTarget(50, refused={7, 8, 50})
+    found = target.run()
+    assert [(n, str(e)) for n, e in found] == [
+        (7, "row 7 breaks a constraint"),
+        (8, "row 8 breaks a constraint"),
+        (50, "row 50 breaks a constraint"),
+    ]
+    assert target.merged == set(range(1, 51)) - {7, 8, 50}
+    assert target.savepoints == []  # every savepoint released
+    assert target.statements.count("SAVEPOINT etl_merge") == target.statements.count(
+        "RELEASE SAVEPOINT etl_merge"
+    )
+
+
+def test_merge_rejecting_numbers_nothing_when_the_merge_goes_through():
+    target = FakeTarget(10, refused=set())
+    assert target.run() == []
+    assert target.numbered == 0
+    assert target.merged == set(range(1, 11))
+    assert target.statements == ["SAVEPOINT etl_merge", "RELEASE SAVEPOINT etl_merge"]
+
+
+def test_merge_rejecting_lets_other_errors_through():
+    target = FakeTarget(10, refused=set(), broken=True)
+    with pytest.raises(ConnectionError):
+        target.run()
+    assert target.numbered == 0
+    assert "ROLLBACK TO SAVEPOINT etl_merge" not in target.statements

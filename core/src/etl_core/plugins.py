@@ -94,6 +94,12 @@ class PluginHost:
             options = getattr(cls, "Options", None)
             if not (isinstance(options, type) and attrs.has(options)):
                 raise PluginError(f"plugin {plugin!r}: {kind} {name!r} Options must be attrs")
+            unknown_modes = [m for m in getattr(cls, "modes", ()) if m not in api.LOAD_MODES]
+            if kind == "loader" and (unknown_modes or not cls.modes):
+                raise PluginError(
+                    f"plugin {plugin!r}: loader {name!r} declares modes {list(cls.modes)}; "
+                    f"name at least one, each one of {', '.join(api.LOAD_MODES)}"
+                )
             known = self._components[kind]
             if name in known:
                 log.warning(

@@ -2,18 +2,28 @@
 
 Names follow DESIGN §4: a run's staging table for sink ``n`` is ``etl_stg_<run_key>_<n>``;
 each target database keeps a ledger table ``etl_ledger (pipeline, run_id, sink, published_at)``.
+``on_reject: dead_letter`` (DESIGN §4 step 5) is :func:`merge_rejecting`: the publish merge in
+a savepoint, then :func:`bisect_rejects` over the staged rows numbered in ``etl_reject_rows``.
+
+No database driver is imported here: the loaders hand in their statements and their drivers'
+errors as callables.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 E = TypeVar("E")
 
 LEDGER_TABLE = "etl_ledger"
 STAGING_PREFIX = "etl_stg_"
+#: the savepoint each merge attempt of :func:`merge_rejecting` runs in
+MERGE_SAVEPOINT = "etl_merge"
+#: the temporary table of the staged rows numbered ``1..n`` in column ``etl_row``, made by the
+#: ``number`` callable of :func:`merge_rejecting` once a merge of all the rows was refused
+REJECT_ROWS = "etl_reject_rows"
 
 
 def staging_table(run_key: str, sink_index: int) -> str:
@@ -78,3 +88,50 @@ def bisect_rejects(count: int, attempt: Callable[[int, int], E | None]) -> Itera
             pending += [(middle + 1, high), (low, middle)]  # the lower half first
         else:
             yield low, error
+
+
+def merge_rejecting(
+    execute: Callable[[str], object],
+    merge: Callable[[str, str], object],
+    staging: str,
+    *,
+    number: Callable[[], int],
+    is_reject: Callable[[Exception], TypeGuard[E]],
+) -> list[tuple[int, E]]:
+    """The publish merge of ``on_reject: dead_letter`` (DESIGN §4 step 5), in the caller's open
+    transaction; the loader keeps its SQL and its driver's errors, this keeps the control flow.
+
+    ``merge(source, where)`` runs the merge statement over the rows of table ``source`` that
+    match ``where`` (``""``: all of them, else ``" WHERE etl_row BETWEEN low AND high"``).
+    Each merge runs in the savepoint :data:`MERGE_SAVEPOINT`, through ``execute(sql)``; an error
+    for which ``is_reject(error)`` holds (the target refuses a row: a constraint, a bad value)
+    rolls it back, and any other error propagates.
+
+    First all of ``staging`` is merged at once. Only if that is refused, ``number()`` creates
+    :data:`REJECT_ROWS` (the staged rows numbered ``1..n`` in column ``etl_row``) and returns
+    ``n``, and :func:`bisect_rejects` merges them range by range. Returns ``(row_number,
+    error)`` for each row refused on its own (``[]`` when the whole merge went through); every
+    other row is merged. The caller reads the refused rows from :data:`REJECT_ROWS` and drops it.
+    """
+
+    def attempt(source: str, where: str = "") -> E | None:
+        execute(f"SAVEPOINT {MERGE_SAVEPOINT}")
+        try:
+            merge(source, where)
+        except Exception as exc:
+            if not is_reject(exc):
+                raise
+            execute(f"ROLLBACK TO SAVEPOINT {MERGE_SAVEPOINT}")
+            execute(f"RELEASE SAVEPOINT {MERGE_SAVEPOINT}")
+            return exc
+        execute(f"RELEASE SAVEPOINT {MERGE_SAVEPOINT}")
+        return None
+
+    if attempt(staging) is None:
+        return []
+    return list(
+        bisect_rejects(
+            number(),
+            lambda low, high: attempt(REJECT_ROWS, f" WHERE etl_row BETWEEN {low} AND {high}"),
+        )
+    )

@@ -27,7 +27,9 @@ def pg() -> Iterator[psycopg.Connection]:
     try:
         conn = connect()
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}: {exc}")
+        pytest.fail(
+            f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}: {exc} (see shared/SERVICES.md)"
+        )
     yield conn
     conn.close()
 

@@ -12,8 +12,7 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from etl_core.testing.conformance import SECRET_MARKER
-from etl_core.testing import ExtractorConformance, LoaderConformance, TypeCase
+from etl_core.testing import SECRET_MARKER, ExtractorConformance, LoaderConformance, TypeCase
 
 pytestmark = pytest.mark.spark
 

@@ -10,8 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl_core.testing.conformance import SECRET_MARKER
-from etl_core.testing import ExtractorConformance, LoaderConformance, TypeCase
+from etl_core.testing import SECRET_MARKER, ExtractorConformance, LoaderConformance, TypeCase
 
 pytestmark = pytest.mark.spark
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from etl_core.testing.conformance import ExtractorConformance, LoaderConformance, TypeCase
 from etl_core.testing.fixtures import etl_host, etl_run, etl_spark, moto_server, run_pipeline
+from etl_core.testing.harness import SECRET_MARKER
 from etl_core.testing.servers import MotoServer, answers, free_port, moto_process, server_process
 
 __all__ = [
+    "SECRET_MARKER",
     "ExtractorConformance",
     "LoaderConformance",
     "MotoServer",

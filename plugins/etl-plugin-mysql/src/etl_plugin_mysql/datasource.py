@@ -8,7 +8,7 @@ again after it committed loads nothing twice.
 
 Options (strings): ``host``, ``port``, ``database``, ``user``, ``password`` (redacted by Spark),
 ``connect_options`` (JSON), ``what`` (the source or sink, for messages); reading:
-``schema`` (DDL), ``queries`` (JSON list); writing: ``table``, ``tasks_table``,
+``queries`` (JSON list; the schema is the read's); writing: ``table``, ``tasks_table``,
 ``bit_columns`` (JSON list).
 """
 
@@ -30,6 +30,7 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import StructType
 
+from etl_core.datasources import arrow_schema
 from etl_plugin_mysql.client import Endpoint, quote_name, session
 
 NAME = "etl_mysql"
@@ -42,20 +43,11 @@ class MySQLDataSource(DataSource):
     def name(cls) -> str:
         return NAME
 
-    def schema(self) -> str:
-        return self.options["schema"]
-
     def reader(self, schema: StructType) -> DataSourceReader:
         return MySQLReader(dict(self.options), schema)
 
     def writer(self, schema: StructType, overwrite: bool) -> DataSourceArrowWriter:
         return MySQLWriter(dict(self.options), schema)
-
-
-class QueryPartition(InputPartition):
-    def __init__(self, index: int, query: str):
-        super().__init__(index)
-        self.query = query
 
 
 class MySQLReader(DataSourceReader):
@@ -64,20 +56,18 @@ class MySQLReader(DataSourceReader):
         self.schema = schema
 
     def partitions(self) -> list[InputPartition]:
-        queries = json.loads(self.options["queries"])
-        return [QueryPartition(i, q) for i, q in enumerate(queries)]
+        return [InputPartition(query) for query in json.loads(self.options["queries"])]
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
         import connectorx
         import pyarrow as pa
         import pyarrow.compute as pc
-        from pyspark.sql.pandas.types import to_arrow_schema
 
         endpoint = Endpoint.from_options(self.options)
-        target = to_arrow_schema(self.schema, timezone="UTC")
+        target = arrow_schema(self.schema)
         try:  # batches as they arrive: Spark consumes one while the next is fetched
             batches = connectorx.read_sql(
-                endpoint.uri(), partition.query, return_type="arrow_stream", batch_size=BATCH_ROWS
+                endpoint.uri(), partition.value, return_type="arrow_stream", batch_size=BATCH_ROWS
             )
             for batch in batches:
                 if batch.num_rows:

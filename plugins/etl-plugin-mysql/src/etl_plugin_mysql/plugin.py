@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 import attrs
 
-from etl_core import hookimpl, one_of, positive
+from etl_core import datasources, hookimpl, one_of, positive
 from etl_core.api import (
     Context,
     Extractor,
@@ -31,7 +30,8 @@ from etl_core.api import (
 )
 from etl_core.relational import (
     LEDGER_TABLE,
-    bisect_rejects,
+    REJECT_ROWS,
+    merge_rejecting,
     partition_bounds,
     run_key_of_staging,
     staging_table,
@@ -40,7 +40,7 @@ from etl_plugin_mysql.client import Endpoint, literal, mysql_code, quote_name, s
 from etl_plugin_mysql.types import column_ddl, read_column
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
 TASKS_SUFFIX = "_tasks"
 
@@ -70,12 +70,6 @@ def _endpoint(connection: Connection, user: Secret | None, password: Secret | No
         password=password.reveal() if password is not None else None,
         options=connection.options,
     )
-
-
-def _register(spark: SparkSession) -> None:
-    from etl_plugin_mysql.datasource import MySQLDataSource
-
-    spark.dataSource.register(MySQLDataSource)
 
 
 # --- extractor ----------------------------------------------------------------------------
@@ -137,12 +131,15 @@ class MySQLExtractor(Extractor):
                 where += _incremental(ctx, conn, columns, source, where)
             queries = _partition_queries(conn, options, columns, source, where, what)
             conn.rollback()
-        _register(ctx.spark)
+        from etl_plugin_mysql.datasource import MySQLDataSource
+
         schema = ", ".join(f"`{c.name}` {c.spark_type}" for c in columns)
-        reader = ctx.spark.read.format("etl_mysql").options(
-            **endpoint.to_options(), what=what, schema=schema, queries=json.dumps(queries)
+        return datasources.read(
+            ctx.spark,
+            MySQLDataSource,
+            schema,
+            {**endpoint.to_options(), "what": what, "queries": queries},
         )
-        return reader.load()
 
 
 def _describe(conn: Any, options: MySQLSourceOptions, source: str) -> list[Any]:
@@ -365,15 +362,19 @@ class MySQLLoader(Loader):
                 cursor.execute(
                     f"CREATE TABLE {quote_name(tasks)} (task INT PRIMARY KEY) ENGINE=InnoDB"
                 )
-        _register(ctx.spark)
-        writer = df.write.format("etl_mysql").mode("append")
-        writer.options(
-            **endpoint.to_options(),
-            what=what,
-            table=staging,
-            tasks_table=tasks,
-            bit_columns=json.dumps(bit_columns),
-        ).save()
+        from etl_plugin_mysql.datasource import MySQLDataSource
+
+        datasources.write(
+            df,
+            MySQLDataSource,
+            {
+                **endpoint.to_options(),
+                "what": what,
+                "table": staging,
+                "tasks_table": tasks,
+                "bit_columns": bit_columns,
+            },
+        )
         return Staged(
             ctx.dataset,
             index,
@@ -470,57 +471,47 @@ class MySQLLoader(Loader):
         columns: list[str],
         what: str,
     ) -> list[Rejected]:
-        """``on_reject: dead_letter`` (DESIGN §4 step 5): the merge in a savepoint; if the
-        target refuses a row (:data:`REJECT_CODES`), number the staged rows and bisect them,
-        each half in its own savepoint, down to the single rows refused. Returns those, each
-        with the server's message; the rest stay merged in this (still open) transaction."""
+        """``on_reject: dead_letter`` (DESIGN §4 step 5) through
+        :func:`~etl_core.relational.merge_rejecting`: a row is refused with one of
+        :data:`REJECT_CODES`. Returns the refused rows, each with the server's message; the rest
+        stay merged in this (still open) transaction."""
         import pymysql
 
         MySQLLoader._before_merge(cursor, options, target, what)
         if options.mode == "upsert":
             _refuse_duplicate_keys(cursor, options, staging, what)
 
-        def attempt(source: str, where: str = "") -> pymysql.MySQLError | None:
-            cursor.execute("SAVEPOINT etl_merge")
-            try:
-                cursor.execute(
-                    MySQLLoader._merge_statement(options, target, source, columns, where)
-                )
-            except pymysql.MySQLError as exc:
-                if mysql_code(exc) not in REJECT_CODES:
-                    raise
-                cursor.execute("ROLLBACK TO SAVEPOINT etl_merge")
-                cursor.execute("RELEASE SAVEPOINT etl_merge")
-                return exc
-            cursor.execute("RELEASE SAVEPOINT etl_merge")
-            return None
+        def merge(source: str, where: str) -> None:
+            cursor.execute(MySQLLoader._merge_statement(options, target, source, columns, where))
 
-        if attempt(staging) is None:
-            return []
-        numbered = "etl_reject_rows"
-        names = ", ".join(quote_name(c) for c in columns)
-        cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {numbered}")
-        cursor.execute(  # a temporary table: no implicit commit
-            f"CREATE TEMPORARY TABLE {numbered} (PRIMARY KEY (etl_row)) AS SELECT "  # noqa: S608
-            f"ROW_NUMBER() OVER () AS etl_row, {names} FROM {staging}"
+        def number() -> int:
+            names = ", ".join(quote_name(c) for c in columns)
+            cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {REJECT_ROWS}")
+            cursor.execute(  # a temporary table: no implicit commit
+                f"CREATE TEMPORARY TABLE {REJECT_ROWS} (PRIMARY KEY (etl_row)) AS SELECT "  # noqa: S608
+                f"ROW_NUMBER() OVER () AS etl_row, {names} FROM {staging}"
+            )
+            cursor.execute(f"SELECT COUNT(*) FROM {REJECT_ROWS}")  # noqa: S608
+            (count,) = cursor.fetchone()
+            return int(count)
+
+        def is_reject(exc: Exception) -> TypeGuard[pymysql.MySQLError]:
+            return isinstance(exc, pymysql.MySQLError) and mysql_code(exc) in REJECT_CODES
+
+        offenders = merge_rejecting(
+            cursor.execute, merge, staging, number=number, is_reject=is_reject
         )
-        cursor.execute(f"SELECT COUNT(*) FROM {numbered}")  # noqa: S608
-        (count,) = cursor.fetchone()
         as_json = ", ".join(f"{literal(c)}, {quote_name(c)}" for c in columns)
         rejected: list[Rejected] = []
-        offenders = bisect_rejects(
-            int(count),
-            lambda low, high: attempt(numbered, f" WHERE etl_row BETWEEN {low} AND {high}"),
-        )
-        for number, error in offenders:
+        for row_number, error in offenders:
             cursor.execute(
-                f"SELECT JSON_OBJECT({as_json}) FROM {numbered} WHERE etl_row = %s",  # noqa: S608
-                (number,),
+                f"SELECT JSON_OBJECT({as_json}) FROM {REJECT_ROWS} WHERE etl_row = %s",  # noqa: S608
+                (row_number,),
             )
             (row,) = cursor.fetchone()
             message = str(error.args[1]) if len(error.args) > 1 else str(error)
             rejected.append(Rejected(row=row, message=message, rule=_rule(error, message)))
-        cursor.execute(f"DROP TEMPORARY TABLE {numbered}")
+        cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {REJECT_ROWS}")
         return rejected
 
     def discard(self, ctx: Context, staged: Staged, options: MySQLSinkOptions) -> None:

@@ -3,11 +3,10 @@ the executors (the ``etl_postgres`` data source, ADBC)."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 import attrs
 
@@ -20,10 +19,12 @@ from etl_core import (
     PermanentError,
     Rejected,
     Staged,
+    datasources,
 )
 from etl_core.relational import (
     LEDGER_TABLE,
-    bisect_rejects,
+    REJECT_ROWS,
+    merge_rejecting,
     partition_bounds,
     run_key_of_staging,
     staging_table,
@@ -52,11 +53,11 @@ PARTITION_TYPES = ("int2", "int4", "int8", "date", "timestamp", "timestamptz")
 INCREMENTAL_TYPES = (*PARTITION_TYPES, "numeric", "float4", "float8", "text", "varchar")
 
 
-def _data_source_options(info: ConnInfo, plan: Mapping[str, Any], what: str) -> dict[str, str]:
+def _data_source_options(info: ConnInfo, plan: Mapping[str, Any], what: str) -> dict[str, Any]:
     return {
         "connection": info.public_json(),
         "password": info.password or "",
-        "plan": json.dumps(plan),
+        "plan": plan,
         "what": what,
     }
 
@@ -81,7 +82,7 @@ class PostgresExtractor(Extractor):
         return []
 
     def extract(self, ctx: Context, options: PostgresSourceOptions) -> DataFrame:
-        from etl_plugin_postgres.datasource import NAME, PostgresDataSource
+        from etl_plugin_postgres.datasource import PostgresDataSource
 
         info = ConnInfo.from_options(options)
         what = f"source {ctx.dataset!r} ({options.table or 'query'})"
@@ -117,12 +118,8 @@ class PostgresExtractor(Extractor):
             for predicate in plan["predicates"]:  # SQL errors surface here, not in a task
                 conn.execute(f"{plan['select']} WHERE {predicate} LIMIT 0")
         ddl = ", ".join(f"`{c.name}` {t}" for c, (_, t) in zip(columns, plans, strict=True))
-        ctx.spark.dataSource.register(PostgresDataSource)
-        return (
-            ctx.spark.read.format(NAME)
-            .schema(ddl)
-            .options(**_data_source_options(info, plan, what))
-            .load()
+        return datasources.read(
+            ctx.spark, PostgresDataSource, ddl, _data_source_options(info, plan, what)
         )
 
     @staticmethod
@@ -320,7 +317,7 @@ class PostgresLoader(Loader):
         return f"sink {ctx.dataset!r} ({options.table})"
 
     def stage(self, ctx: Context, df: DataFrame, options: PostgresSinkOptions) -> Staged:
-        from etl_plugin_postgres.datasource import NAME, PostgresDataSource, arrow_code
+        from etl_plugin_postgres.datasource import PostgresDataSource, arrow_code
 
         info, what = ConnInfo.from_options(options), self._what(ctx, options)
         schema, target, staging = self._names(ctx, options)
@@ -369,10 +366,9 @@ class PostgresLoader(Loader):
             "table": staging,
             "types": {c.name: arrow_code(write_arrow_type(c)) for c in staged_columns},
         }
-        ctx.spark.dataSource.register(PostgresDataSource)
-        _json_for_nested(df).write.format(NAME).mode("append").options(
-            **_data_source_options(info, plan, what)
-        ).save()
+        datasources.write(
+            _json_for_nested(df), PostgresDataSource, _data_source_options(info, plan, what)
+        )
         return Staged(
             ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": f"{schema}.{staging}"}
         )
@@ -581,60 +577,49 @@ class PostgresLoader(Loader):
         options: PostgresSinkOptions,
         what: str,
     ) -> list[Rejected]:
-        """``on_reject: dead_letter`` (DESIGN §4 step 5): the merge in a savepoint; if the
-        target refuses a row (a data exception or a constraint: SQLSTATE classes 22 and 23),
-        number the staged rows and bisect them, each half in its own savepoint, down to the
-        single rows refused. Returns those, each with the database's reason; the rest stay
-        merged in this (still open) transaction."""
+        """``on_reject: dead_letter`` (DESIGN §4 step 5) through
+        :func:`~etl_core.relational.merge_rejecting`: a row is refused by a data exception or a
+        constraint (SQLSTATE classes 22 and 23). Returns the refused rows, each with the
+        database's reason; the rest stay merged in this (still open) transaction."""
         import psycopg
 
         PostgresLoader._before_merge(conn, target, options, what)
+        columns = names([c.name for c in staged])
 
-        def attempt(source: str, where: str = "") -> psycopg.Error | None:
-            conn.execute("SAVEPOINT etl_merge")
+        def merge(source: str, where: str) -> None:
+            statement = PostgresLoader._merge_statement(
+                source, target, staged, existing, options, where
+            )
             try:
-                conn.execute(
-                    PostgresLoader._merge_statement(
-                        source, target, staged, existing, options, where
-                    )
-                )
+                conn.execute(statement)
             except psycopg.errors.CardinalityViolation:
                 raise PostgresLoader._duplicate_keys(options, what) from None
-            except psycopg.Error as exc:
-                if (exc.sqlstate or "")[:2] not in ("22", "23"):
-                    raise
-                conn.execute("ROLLBACK TO SAVEPOINT etl_merge")
-                conn.execute("RELEASE SAVEPOINT etl_merge")
-                return exc
-            conn.execute("RELEASE SAVEPOINT etl_merge")
-            return None
 
-        if attempt(stg) is None:
-            return []
-        numbered = "etl_reject_rows"
-        columns = names([c.name for c in staged])
-        conn.execute(
-            f"CREATE TEMP TABLE {numbered} ON COMMIT DROP AS SELECT row_number() OVER () AS "  # noqa: S608
-            f"etl_row, {columns} FROM {stg}"
-        )
-        conn.execute(f"CREATE INDEX ON {numbered} (etl_row)")
-        (count,) = conn.execute(f"SELECT count(*) FROM {numbered}").fetchone()  # type: ignore[misc]  # noqa: S608
+        def number() -> int:
+            conn.execute(
+                f"CREATE TEMP TABLE {REJECT_ROWS} ON COMMIT DROP AS SELECT row_number() OVER () "  # noqa: S608
+                f"AS etl_row, {columns} FROM {stg}"
+            )
+            conn.execute(f"CREATE INDEX ON {REJECT_ROWS} (etl_row)")
+            (count,) = conn.execute(f"SELECT count(*) FROM {REJECT_ROWS}").fetchone()  # type: ignore[misc]  # noqa: S608
+            return int(count)
+
+        def is_reject(exc: Exception) -> TypeGuard[psycopg.Error]:
+            return isinstance(exc, psycopg.Error) and (exc.sqlstate or "")[:2] in ("22", "23")
+
+        offenders = merge_rejecting(conn.execute, merge, stg, number=number, is_reject=is_reject)
         rejected: list[Rejected] = []
-        offenders = bisect_rejects(
-            int(count),
-            lambda low, high: attempt(numbered, f" WHERE etl_row BETWEEN {low} AND {high}"),
-        )
-        for number, error in offenders:
+        for row_number, error in offenders:
             (row,) = conn.execute(
-                f"SELECT row_to_json(r)::text FROM (SELECT {columns} FROM {numbered} "  # noqa: S608
+                f"SELECT row_to_json(r)::text FROM (SELECT {columns} FROM {REJECT_ROWS} "  # noqa: S608
                 "WHERE etl_row = %s) r",
-                [number],
+                [row_number],
             ).fetchone()  # type: ignore[misc]
             diag = error.diag
             message = diag.message_primary or str(error).splitlines()[0]
             rule = diag.constraint_name or f"sqlstate {error.sqlstate}"
             rejected.append(Rejected(row=row, message=message, rule=rule))
-        conn.execute(f"DROP TABLE {numbered}")
+        conn.execute(f"DROP TABLE IF EXISTS {REJECT_ROWS}")
         return rejected
 
     @classmethod

@@ -27,6 +27,7 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import StructType
 
+from etl_core.datasources import arrow_schema
 from etl_plugin_postgres.pg import ConnInfo, adbc_connect, adbc_error
 
 NAME = "etl_postgres"
@@ -104,9 +105,6 @@ class PostgresDataSource(DataSource):
     def name(cls) -> str:
         return NAME
 
-    def schema(self) -> str:
-        return self.options["schema"]
-
     def reader(self, schema: StructType) -> DataSourceReader:
         return PostgresReader(self.options, schema)
 
@@ -114,28 +112,18 @@ class PostgresDataSource(DataSource):
         return PostgresStagingWriter(self.options)
 
 
-class _Partition(InputPartition):
-    def __init__(self, index: int, predicate: str):
-        super().__init__(index)
-        self.predicate = predicate
-
-
 class PostgresReader(DataSourceReader):
     def __init__(self, options: dict[str, str], schema: StructType):
-        from pyspark.sql.pandas.types import to_arrow_schema
-
         self.info = ConnInfo.from_data_source(options)
         self.plan = json.loads(options["plan"])
         self.what = options.get("what", "postgres source")
-        arrow = to_arrow_schema(schema, timezone="UTC", prefers_large_types=False)
-        self.arrow_schema = pa.schema([f.with_nullable(True) for f in arrow])
+        self.arrow_schema = arrow_schema(schema)
 
     def partitions(self) -> list[InputPartition]:
-        return [_Partition(i, p) for i, p in enumerate(self.plan["predicates"])]
+        return [InputPartition(predicate) for predicate in self.plan["predicates"]]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        predicate = getattr(partition, "predicate", "true")
-        query = f"{self.plan['select']} WHERE {predicate}"
+        query = f"{self.plan['select']} WHERE {partition.value}"
         conn = adbc_connect(self.info, self.what)
         try:
             cursor = conn.cursor()

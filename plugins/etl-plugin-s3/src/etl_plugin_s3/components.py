@@ -21,6 +21,7 @@ from etl_core import (
     LoadError,
     PermanentError,
     Staged,
+    datasources,
     manifests,
 )
 from etl_plugin_s3.options import S3SinkOptions, S3SourceOptions
@@ -44,7 +45,7 @@ def _data_source_options(connection: Connection, plan: Mapping[str, Any], what: 
     return {
         "connection": connection.public_json(),
         "secret": connection.secret_json(),
-        "plan": json.dumps(plan),
+        "plan": plan,
         "what": what,
     }
 
@@ -163,7 +164,7 @@ class S3Extractor(Extractor):
     ) -> DataFrame:
         from pyspark.sql.types import StringType, StructField, StructType
 
-        from etl_plugin_s3.datasource import CORRUPT, NAME, POSITION, S3DataSource
+        from etl_plugin_s3.datasource import CORRUPT, POSITION, S3DataSource
 
         if not parts:
             ctx.report_rows(0)  # empty: Spark may optimise a count of it away
@@ -179,12 +180,8 @@ class S3Extractor(Extractor):
             "capture": capture,
             "parts": parts,
         }
-        ctx.spark.dataSource.register(S3DataSource)
-        df = (
-            ctx.spark.read.format(NAME)
-            .schema(schema)
-            .options(**_data_source_options(connection, plan, what))
-            .load()
+        df = datasources.read(
+            ctx.spark, S3DataSource, schema, _data_source_options(connection, plan, what)
         )
         return self._split_corrupt(ctx, df, options) if capture else df
 
@@ -473,7 +470,7 @@ class S3Loader(Loader):
         return root, staging, f"sink {ctx.dataset!r} ({s3_url(root)})"
 
     def stage(self, ctx: Context, df: DataFrame, options: S3SinkOptions) -> Staged:
-        from etl_plugin_s3.datasource import NAME, S3DataSource
+        from etl_plugin_s3.datasource import S3DataSource
 
         root, staging, what = self._where(ctx, options)
         missing = [c for c in options.partition_by if c not in df.columns]
@@ -498,10 +495,7 @@ class S3Loader(Loader):
             "partition_by": options.partition_by,
             "target_bytes": options.target_file_size_mb << 20,
         }
-        ctx.spark.dataSource.register(S3DataSource)
-        df.write.format(NAME).mode("append").options(
-            **_data_source_options(connection, plan, what)
-        ).save()
+        datasources.write(df, S3DataSource, _data_source_options(connection, plan, what))
         return Staged(ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": staging})
 
     @staticmethod

@@ -35,6 +35,7 @@ from pyspark.sql.datasource import (
 from pyspark.sql.types import StructType
 
 from etl_core import PermanentError
+from etl_core.datasources import arrow_schema
 from etl_plugin_s3.s3 import Connection, s3_url, translate
 
 NAME = "etl_s3"
@@ -68,20 +69,11 @@ class S3DataSource(DataSource):
     def name(cls) -> str:
         return NAME
 
-    def schema(self) -> str:
-        raise PermanentError("the etl_s3 data source is always given a schema")
-
     def reader(self, schema: StructType) -> DataSourceReader:
         return S3Reader(self.options, schema)
 
     def writer(self, schema: StructType, overwrite: bool) -> DataSourceArrowWriter:
         return S3StagingWriter(self.options)
-
-
-class _Part(InputPartition):
-    def __init__(self, index: int, spec: dict[str, Any]):
-        super().__init__(index)
-        self.spec = spec
 
 
 class S3Reader(DataSourceReader):
@@ -92,13 +84,10 @@ class S3Reader(DataSourceReader):
     it."""
 
     def __init__(self, options: dict[str, str], schema: StructType):
-        from pyspark.sql.pandas.types import to_arrow_schema
-
         self.connection = Connection.from_data_source(options)
         self.plan = json.loads(options["plan"])
         self.what = options.get("what", "s3 source")
-        arrow = to_arrow_schema(schema, timezone="UTC", prefers_large_types=False)
-        self.arrow_schema = pa.schema([f.with_nullable(True) for f in arrow])
+        self.arrow_schema = arrow_schema(schema)
 
     @staticmethod
     def infer(head: bytes, fmt: str, header: bool, delimiter: str) -> pa.Schema:
@@ -119,10 +108,10 @@ class S3Reader(DataSourceReader):
         return pajson.read_json(source).schema
 
     def partitions(self) -> list[InputPartition]:
-        return [_Part(i, spec) for i, spec in enumerate(self.plan["parts"])]
+        return [InputPartition(spec) for spec in self.plan["parts"]]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        spec = partition.spec  # type: ignore[attr-defined]
+        spec = partition.value
         fs = self.connection.filesystem()
         try:
             if self.plan["format"] == "parquet" and not self.plan["capture"]:
