@@ -221,6 +221,23 @@ sources:
         ["'apend' is not one of error, append, overwrite", "did you mean 'append'?"],
     ),
     (
+        "sink mode the loader does not support",
+        doc(sinks="sinks:\n  out: {type: files, input: enriched, path: out/, mode: upsert}\n"),
+        (),
+        "sinks.out.mode",
+        ["'upsert' is not one of error, append, overwrite (the modes type 'files' supports)"],
+    ),
+    (
+        "sink key with a mode that takes none",
+        doc(
+            sinks="sinks:\n  out: {type: files, input: enriched, path: out/, mode: append, "
+            "key: [id]}\n"
+        ),
+        (),
+        "sinks.out.key",
+        ["`key` is not used by `mode: append`", "remove it"],
+    ),
+    (
         "join how misspelled",
         doc(
             transforms="""\

@@ -333,6 +333,11 @@ class Loader(Component):
 
     modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite")
 
+    def check(self, options: Any, *, mode: str, key: Sequence[str]) -> list[str]:
+        """Problems found without data (``etl validate``) in ``options`` for this load ``mode``
+        (already checked against :attr:`modes`) and ``key``; empty when fine."""
+        return []
+
     @abstractmethod
     def stage(self, ctx: Context, df: DataFrame, options: Any) -> Staged:
         """Write every row into a staging area in one Spark action; publish nothing."""

@@ -160,7 +160,7 @@ def test_clean_stale_drops_only_dead_runs_staging(mysql_db, etl_spark):
         component="mysql",
         sink_index=0,
     )
-    options = MySQLSinkOptions(connection=_conn(mysql_db), table="t", mode="append")
+    options = MySQLSinkOptions(connection=_conn(mysql_db), table="t")
     runs = LiveRuns(live=frozenset({"live00000000"}), dead=frozenset({"dead00000000"}))
     dropped = MySQLLoader().clean_stale(ctx, options, runs)
     assert sorted(d.rsplit("/", 1)[1] for d in dropped) == [dead, f"{dead}_tasks"]

@@ -181,7 +181,6 @@ class PostgresHooks:
 
 
 class TestPostgresLoaderConformance(PostgresHooks, LoaderConformance):
-
     def sink_block(self, target, **options):
         return {"type": "postgres", "table": target, "connection": self.connection(), **options}
 

@@ -207,6 +207,20 @@ def test_incremental_needs_a_column(run, pg_schema, pg_connection_block):
         run({"src": source}, {"out": {"type": "files", "input": "src", "path": "o"}})
 
 
+def test_upsert_without_a_key_is_refused_before_anything_runs(run, pg_schema, pg_connection_block):
+    """The core checks the sink's mode and key against the loader's declared modes."""
+    src = {"type": "files", "format": "csv", "path": "none.csv", "read_schema": "id BIGINT"}
+    out = {
+        "type": "postgres",
+        "input": "src",
+        "table": f"{pg_schema}.t",
+        "connection": pg_connection_block,
+        "mode": "upsert",
+    }
+    with pytest.raises(ConfigError, match=r"sinks\.out\.key: `mode: upsert` needs `key"):
+        run({"src": src}, {"out": out})
+
+
 def test_query_with_predicates_and_columns(run, pg, pg_schema, pg_connection_block, tmp_path):
     pg.execute(f"CREATE TABLE {pg_schema}.a (id int, g text)")
     pg.execute(f"INSERT INTO {pg_schema}.a SELECT i, 'g' || (i % 3) FROM generate_series(1, 30) i")

@@ -112,7 +112,6 @@ class S3Hooks:
 
 
 class TestS3LoaderConformance(S3Hooks, LoaderConformance):
-
     def sink_block(self, target, **options):
         return self.block(target, **options)
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from etl_core import EtlError
+from etl_core import ConfigError, EtlError
 from etl_core.testing import moto_process
 
 pytestmark = pytest.mark.spark
@@ -123,6 +123,14 @@ def test_modes_append_overwrite_and_dynamic_partition_overwrite(etl_run, tmp_pat
     assert load(whole, "four", mode="overwrite") == whole
     with pytest.raises(EtlError, match="mode is `error`"):
         load(whole, "five", mode="error")
+
+
+def test_overwrite_partitions_needs_partition_by(etl_run, tmp_path, s3_env, block):
+    """A loader's own check of its options for the mode the core handed it."""
+    out = {**block("out/"), "input": "src", "mode": "overwrite_partitions"}
+    src = {"type": "files", "format": "parquet", "path": write_input(tmp_path / "in")}
+    with pytest.raises(ConfigError, match=r"overwrite_partitions` needs `partition_by"):
+        etl_run(pipeline(s3_env, {"src": src}, {"out": out}), plugins=True)
 
 
 def test_publishing_twice_is_a_no_op(etl_run, tmp_path, s3_env, block, s3, bucket, s3h):

@@ -281,6 +281,9 @@ def _check_sinks(spec: PipelineSpec, sinks: dict[str, Bound], issues: list[Confi
                     f"remove it, or use a mode that takes a key ({users or 'none here'})",
                 )
             )
+        key = tuple(block.key or ())
+        for problem in item.component().check(item.options, mode=mode, key=key):
+            issues.append(ConfigIssue(item.path, problem))
 
 
 def _check_transforms(

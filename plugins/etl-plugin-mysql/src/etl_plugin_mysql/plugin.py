@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 import attrs
@@ -274,23 +274,12 @@ def _partition_queries(
 class MySQLSinkOptions:
     connection: Connection
     table: str
-    mode: str = attrs.field(
-        default="error", validator=one_of("append", "overwrite", "upsert", "error")
-    )
-    #: the upsert key: the columns of the target's primary key or of one unique index
-    key: list[str] = attrs.field(factory=list)
     #: create the target from the DataFrame's schema when it does not exist
     create_table: bool = False
     #: columns the target lacks: ``fail``, or ``add_columns`` (ALTER TABLE before publishing)
     schema_drift: str = attrs.field(default="fail", validator=one_of("fail", "add_columns"))
     user: Secret | None = None
     password: Secret | None = None
-
-    def __attrs_post_init__(self) -> None:
-        from etl_core.options import ValueProblem
-
-        if self.mode == "upsert" and not self.key:
-            raise ValueProblem("`mode: upsert` needs `key: [column, ...]`", "key")
 
 
 class MySQLLoader(Loader):
@@ -303,7 +292,7 @@ class MySQLLoader(Loader):
     name = "mysql"
     Options = MySQLSinkOptions
     capabilities = frozenset({"batch", "upsert"})
-    modes: ClassVar[frozenset[str]] = frozenset({"append", "overwrite", "upsert", "error"})
+    modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite", "upsert")
 
     @staticmethod
     def _names(options: MySQLSinkOptions, run_key: str, index: int) -> tuple[str, str, str]:
@@ -335,7 +324,7 @@ class MySQLLoader(Loader):
                 )
             with conn.cursor() as cursor:
                 if existing is None:
-                    cursor.execute(_create_ddl(target, fields, options.key))
+                    cursor.execute(_create_ddl(target, fields, list(ctx.key)))
                     existing = [name for name, _ in fields]
                 lower = {c.lower() for c in existing}
                 extra = [(n, k) for n, k in fields if n.lower() not in lower]
@@ -349,10 +338,10 @@ class MySQLLoader(Loader):
                     cursor.execute(
                         f"ALTER TABLE {target} ADD COLUMN {quote_name(name)} {column_ddl(kind)}"
                     )
-                if options.mode == "upsert":
-                    _check_key(cursor, options, what)
-                if options.mode == "error":
-                    _refuse_rows(cursor, options, what)
+                if ctx.mode == "upsert":
+                    _check_key(cursor, options.table, ctx.key, what)
+                if ctx.mode == "error":
+                    _refuse_rows(cursor, options.table, what)
                 cursor.execute(f"SHOW COLUMNS FROM {target} WHERE Type LIKE 'bit%%'")
                 bit_columns = [row[0] for row in cursor.fetchall()]
                 cursor.execute(f"DROP TABLE IF EXISTS {quote_name(staging)}, {quote_name(tasks)}")
@@ -405,10 +394,10 @@ class MySQLLoader(Loader):
             if cursor.fetchone() is None:
                 if ctx.on_reject == "dead_letter":
                     rejected = self._merge_rejecting(
-                        cursor, options, target, quote_name(staging), columns, what
+                        cursor, ctx, options, target, quote_name(staging), columns, what
                     )
                 else:
-                    self._merge(cursor, options, target, quote_name(staging), columns, what)
+                    self._merge(cursor, ctx, options, target, quote_name(staging), columns, what)
                 cursor.execute(
                     f"INSERT INTO {quote_name(ledger)} (pipeline, run_id, sink, published_at) "  # noqa: S608
                     "VALUES (%s, %s, %s, UTC_TIMESTAMP(6))",
@@ -419,20 +408,21 @@ class MySQLLoader(Loader):
         return rejected
 
     @staticmethod
-    def _before_merge(cursor: Any, options: MySQLSinkOptions, target: str, what: str) -> None:
-        if options.mode == "error":
-            _refuse_rows(cursor, options, what)
-        if options.mode == "overwrite":
+    def _before_merge(cursor: Any, mode: str | None, table: str, target: str, what: str) -> None:
+        if mode == "error":
+            _refuse_rows(cursor, table, what)
+        if mode == "overwrite":
             cursor.execute(f"DELETE FROM {target}")  # noqa: S608 - TRUNCATE would commit
 
     @staticmethod
     def _merge_statement(
-        options: MySQLSinkOptions, target: str, source: str, columns: list[str], where: str = ""
+        upsert_key: Sequence[str], target: str, source: str, columns: list[str], where: str = ""
     ) -> str:
+        """The merge from staging: a plain insert, or with ``upsert_key`` an upsert on it."""
         names = ", ".join(quote_name(c) for c in columns)
         statement = f"INSERT INTO {target} ({names}) SELECT {names} FROM {source}{where}"  # noqa: S608
-        if options.mode == "upsert":
-            keys = {k.lower() for k in options.key}
+        if upsert_key:
+            keys = {k.lower() for k in upsert_key}
             updates = [c for c in columns if c.lower() not in keys] or columns[:1]
             statement += " ON DUPLICATE KEY UPDATE " + ", ".join(
                 f"{quote_name(c)} = VALUES({quote_name(c)})" for c in updates
@@ -442,14 +432,16 @@ class MySQLLoader(Loader):
     @staticmethod
     def _merge(
         cursor: Any,
+        ctx: Context,
         options: MySQLSinkOptions,
         target: str,
         staging: str,
         columns: list[str],
         what: str,
     ) -> None:
-        MySQLLoader._before_merge(cursor, options, target, what)
-        statement = MySQLLoader._merge_statement(options, target, staging, columns)
+        MySQLLoader._before_merge(cursor, ctx.mode, options.table, target, what)
+        upsert_key = ctx.key if ctx.mode == "upsert" else ()
+        statement = MySQLLoader._merge_statement(upsert_key, target, staging, columns)
         try:
             cursor.execute(statement)
         except Exception as exc:
@@ -465,6 +457,7 @@ class MySQLLoader(Loader):
     @staticmethod
     def _merge_rejecting(
         cursor: Any,
+        ctx: Context,
         options: MySQLSinkOptions,
         target: str,
         staging: str,
@@ -477,12 +470,14 @@ class MySQLLoader(Loader):
         stay merged in this (still open) transaction."""
         import pymysql
 
-        MySQLLoader._before_merge(cursor, options, target, what)
-        if options.mode == "upsert":
-            _refuse_duplicate_keys(cursor, options, staging, what)
+        MySQLLoader._before_merge(cursor, ctx.mode, options.table, target, what)
+        upsert_key = ctx.key if ctx.mode == "upsert" else ()
+        if upsert_key:
+            _refuse_duplicate_keys(cursor, upsert_key, staging, what)
 
         def merge(source: str, where: str) -> None:
-            cursor.execute(MySQLLoader._merge_statement(options, target, source, columns, where))
+            statement = MySQLLoader._merge_statement(upsert_key, target, source, columns, where)
+            cursor.execute(statement)
 
         def number() -> int:
             names = ", ".join(quote_name(c) for c in columns)
@@ -571,19 +566,18 @@ def _create_ddl(target: str, fields: list[tuple[str, str]], key: list[str]) -> s
     return f"CREATE TABLE {target} ({', '.join(parts)}) ENGINE=InnoDB"
 
 
-def _check_key(cursor: Any, options: MySQLSinkOptions, what: str) -> None:
+def _check_key(cursor: Any, table: str, key: Sequence[str], what: str) -> None:
     """``ON DUPLICATE KEY UPDATE`` matches on the primary key and every unique index, so the
     upsert key must be one of them."""
-    cursor.execute(f"SHOW INDEX FROM {quote_name(options.table)} WHERE Non_unique = 0")
+    cursor.execute(f"SHOW INDEX FROM {quote_name(table)} WHERE Non_unique = 0")
     indexes: dict[str, set[str]] = {}
     for row in cursor.fetchall():
         indexes.setdefault(row[2], set()).add(row[4].lower())
-    wanted = {k.lower() for k in options.key}
+    wanted = {k.lower() for k in key}
     if wanted not in indexes.values():
         raise PermanentError(
-            f"{what}: `key: {options.key}` is not the primary key or a unique index of "
-            f"{options.table}; add one, e.g. `ALTER TABLE {options.table} ADD UNIQUE "
-            f"({', '.join(options.key)})`"
+            f"{what}: `key: {list(key)}` is not the primary key or a unique index of "
+            f"{table}; add one, e.g. `ALTER TABLE {table} ADD UNIQUE ({', '.join(key)})`"
         )
 
 
@@ -625,15 +619,15 @@ def _relax_staging(cursor: Any, staging: str) -> None:
         cursor.execute(f"ALTER TABLE {quote_name(staging)} {drop}")
 
 
-def _refuse_duplicate_keys(cursor: Any, options: MySQLSinkOptions, staging: str, what: str) -> None:
+def _refuse_duplicate_keys(cursor: Any, key: Sequence[str], staging: str, what: str) -> None:
     """The relaxed staging table has no unique key: several rows with one key still fail."""
-    keys = ", ".join(quote_name(k) for k in options.key)
+    keys = ", ".join(quote_name(k) for k in key)
     cursor.execute(
         f"SELECT 1 FROM {staging} GROUP BY {keys} HAVING COUNT(*) > 1 LIMIT 1"  # noqa: S608
     )
     if cursor.fetchone() is not None:
         raise LoadError(
-            f"{what}: the input holds several rows with the same key ({', '.join(options.key)})"
+            f"{what}: the input holds several rows with the same key ({', '.join(key)})"
             "; upsert refuses to pick one. Deduplicate first, e.g. a `deduplicate` transform on "
             "the key ordered by a timestamp"
         )
@@ -656,11 +650,12 @@ def _rule(error: BaseException, message: str) -> str:
     return f"mysql error {mysql_code(error)}"
 
 
-def _refuse_rows(cursor: Any, options: MySQLSinkOptions, what: str) -> None:
-    cursor.execute(f"SELECT 1 FROM {quote_name(options.table)} LIMIT 1")  # noqa: S608
+def _refuse_rows(cursor: Any, table: str, what: str) -> None:
+    """``mode: error``: the target must hold no rows."""
+    cursor.execute(f"SELECT 1 FROM {quote_name(table)} LIMIT 1")  # noqa: S608
     if cursor.fetchone() is not None:
         raise LoadError(
-            f"{what}: {options.table} already holds rows and the sink's mode is `error`; set "
+            f"{what}: {table} already holds rows and the sink's mode is `error`; set "
             "`mode: append`, `overwrite` or `upsert`, or empty the table"
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 import attrs
@@ -245,7 +245,7 @@ _CREATED = re.compile(r"created_epoch=(\d+(?:\.\d+)?)")
 MERGE_WORK_MEM = "256MB"
 
 
-def _key_index(conn: psycopg.Connection, target: str, options: PostgresSinkOptions) -> str | None:
+def _key_index(conn: psycopg.Connection, target: str, key: Sequence[str]) -> str | None:
     """The name of the target's unique index on exactly the upsert key (not partial, not on
     expressions, NULLs distinct), when the server has MERGE (15+); else ``None``: the upsert
     stays ``INSERT … ON CONFLICT``, which also names a missing unique index as the problem."""
@@ -258,7 +258,7 @@ def _key_index(conn: psycopg.Connection, target: str, options: PostgresSinkOptio
         "AND NOT i.indnullsnotdistinct AND (SELECT array_agg(a.attname::text ORDER BY a.attname)"
         " FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = %s "
         "AND i.indnkeyatts = %s LIMIT 1",
-        [target, sorted(options.key), len(options.key)],
+        [target, sorted(key), len(key)],
     ).fetchone()
     return str(row[0]) if row else None
 
@@ -283,13 +283,13 @@ def _merge_into(
     target: str,
     staged: list[PgColumn],
     existing: list[PgColumn],
-    options: PostgresSinkOptions,
+    key: Sequence[str],
 ) -> str:
     """The upsert as one ``MERGE``: the same rows and casts as ``_merge_statement``."""
     select = _select_staged(stg, staged, existing)
     columns = [c.name for c in staged]
-    on = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in options.key)
-    updates = [c for c in columns if c not in options.key]
+    on = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in key)
+    updates = [c for c in columns if c not in key]
     statement = f"MERGE INTO {target} AS t USING ({select}) AS s ON {on}"
     if updates:
         assign = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in updates)
@@ -305,7 +305,7 @@ class PostgresLoader(Loader):
     name = "postgres"
     Options = PostgresSinkOptions
     capabilities = frozenset({"batch", "upsert", "exactly_once"})
-    modes: ClassVar[frozenset[str]] = frozenset({"append", "overwrite", "upsert", "error"})
+    modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite", "upsert")
 
     @staticmethod
     def _names(ctx: Context, options: PostgresSinkOptions) -> tuple[str, str, str]:
@@ -323,7 +323,7 @@ class PostgresLoader(Loader):
         schema, target, staging = self._names(ctx, options)
         stg = ident(schema, staging)
         fields = {f.name: f for f in df.schema.fields}
-        missing_keys = [k for k in options.key if k not in fields]
+        missing_keys = [k for k in ctx.key if k not in fields]
         if missing_keys:
             raise PermanentError(
                 f"{what}: key column(s) {', '.join(missing_keys)} not in the input"
@@ -343,7 +343,8 @@ class PostgresLoader(Loader):
                 conn.execute(f"CREATE UNLOGGED TABLE {stg} ({columns})")
                 self._land_as_text(conn, schema, staging, stg, remember=True)
             else:
-                self._refuse_rows(conn, target, options, what)
+                if ctx.mode == "error":
+                    self._refuse_rows(conn, target, options.table, what)
                 self._drift(conn, target, existing, df, options, what)
                 # on_reject: dead_letter stages without the target's constraints; the rows
                 # they refuse are isolated at publish, with the database's reason
@@ -374,15 +375,12 @@ class PostgresLoader(Loader):
         )
 
     @staticmethod
-    def _refuse_rows(
-        conn: psycopg.Connection, target: str, options: PostgresSinkOptions, what: str
-    ) -> None:
-        if options.mode != "error":
-            return
+    def _refuse_rows(conn: psycopg.Connection, target: str, table: str, what: str) -> None:
+        """``mode: error``: the target must hold no rows."""
         (has_rows,) = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {target})").fetchone()  # type: ignore[misc]  # noqa: S608
         if has_rows:
             raise LoadError(
-                f"{what}: {options.table} already holds rows and the sink's mode is `error`; "
+                f"{what}: {table} already holds rows and the sink's mode is `error`; "
                 "set `mode: append`, `overwrite` or `upsert`, or empty the table"
             )
 
@@ -484,15 +482,15 @@ class PostgresLoader(Loader):
                         f"ALTER TABLE {target} ALTER COLUMN {quoted} TYPE {kind} "
                         f"USING {quoted}::{kind}"
                     )
-                if options.key:
-                    conn.execute(f"ALTER TABLE {target} ADD PRIMARY KEY ({names(options.key)})")
+                if ctx.key:
+                    conn.execute(f"ALTER TABLE {target} ADD PRIMARY KEY ({names(ctx.key)})")
                 existing = table_columns(conn, target) or staged_columns
             if ctx.on_reject == "dead_letter":
                 rejected = self._merge_rejecting(
-                    conn, target, stg, staged_columns, existing, options, what
+                    conn, target, stg, staged_columns, existing, ctx, options, what
                 )
             else:
-                self._merge(conn, target, stg, staged_columns, existing, options, what)
+                self._merge(conn, target, stg, staged_columns, existing, ctx, options, what)
                 rejected = []
             conn.execute(f"DROP TABLE {stg}")
         return rejected
@@ -503,36 +501,37 @@ class PostgresLoader(Loader):
         target: str,
         staged: list[PgColumn],
         existing: list[PgColumn],
-        options: PostgresSinkOptions,
+        upsert_key: Sequence[str] = (),
         where: str = "",
     ) -> str:
+        """The merge from staging: a plain insert, or with ``upsert_key`` an upsert on it."""
         columns = [c.name for c in staged]
         select = _select_staged(source, staged, existing, where)
         statement = f"INSERT INTO {target} ({names(columns)}) {select}"
-        if options.mode == "upsert":
-            updates = [c for c in columns if c not in options.key]
+        if upsert_key:
+            updates = [c for c in columns if c not in upsert_key]
             action = (
                 "DO UPDATE SET " + ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updates)
                 if updates
                 else "DO NOTHING"
             )
-            statement += f" ON CONFLICT ({names(options.key)}) {action}"
+            statement += f" ON CONFLICT ({names(upsert_key)}) {action}"
         return statement
 
     @staticmethod
     def _before_merge(
-        conn: psycopg.Connection, target: str, options: PostgresSinkOptions, what: str
+        conn: psycopg.Connection, target: str, mode: str | None, table: str, what: str
     ) -> None:
-        if options.mode == "error":
-            PostgresLoader._refuse_rows(conn, target, options, what)
-        if options.mode == "overwrite":
+        if mode == "error":
+            PostgresLoader._refuse_rows(conn, target, table, what)
+        if mode == "overwrite":
             conn.execute(f"DELETE FROM {target}")  # noqa: S608
 
     @staticmethod
-    def _duplicate_keys(options: PostgresSinkOptions, what: str) -> LoadError:
+    def _duplicate_keys(key: Sequence[str], what: str) -> LoadError:
         return LoadError(
             f"{what}: the input holds several rows with the same key "
-            f"({', '.join(options.key)}); upsert refuses to pick one. Deduplicate first, "
+            f"({', '.join(key)}); upsert refuses to pick one. Deduplicate first, "
             "e.g. a `deduplicate` transform on the key ordered by a timestamp"
         )
 
@@ -543,29 +542,31 @@ class PostgresLoader(Loader):
         stg: str,
         staged: list[PgColumn],
         existing: list[PgColumn],
+        ctx: Context,
         options: PostgresSinkOptions,
         what: str,
     ) -> None:
         import psycopg
 
-        PostgresLoader._before_merge(conn, target, options, what)
-        key_index = _key_index(conn, target, options) if options.mode == "upsert" else None
+        PostgresLoader._before_merge(conn, target, ctx.mode, options.table, what)
+        upsert_key = ctx.key if ctx.mode == "upsert" else ()
+        key_index = _key_index(conn, target, upsert_key) if upsert_key else None
         if key_index is None:
-            statement = PostgresLoader._merge_statement(stg, target, staged, existing, options)
+            statement = PostgresLoader._merge_statement(stg, target, staged, existing, upsert_key)
         else:  # the upsert as MERGE: a join instead of one speculative insert per row
-            statement = _merge_into(stg, target, staged, existing, options)
+            statement = _merge_into(stg, target, staged, existing, upsert_key)
             conn.execute(f"ANALYZE {stg}")  # the planner sizes the join by the staged rows
             conn.execute(f"SET LOCAL work_mem = {literal(conn, MERGE_WORK_MEM)}")
         try:
             conn.execute(statement)
         except psycopg.errors.CardinalityViolation:
-            raise PostgresLoader._duplicate_keys(options, what) from None
+            raise PostgresLoader._duplicate_keys(upsert_key, what) from None
         except psycopg.errors.UniqueViolation as exc:
             # MERGE inserts two new rows with one key (ON CONFLICT would have refused both as
             # a cardinality violation): the same refusal, named the same way
             if key_index is None or exc.diag.constraint_name != key_index:
                 raise
-            raise PostgresLoader._duplicate_keys(options, what) from None
+            raise PostgresLoader._duplicate_keys(upsert_key, what) from None
 
     @staticmethod
     def _merge_rejecting(
@@ -574,6 +575,7 @@ class PostgresLoader(Loader):
         stg: str,
         staged: list[PgColumn],
         existing: list[PgColumn],
+        ctx: Context,
         options: PostgresSinkOptions,
         what: str,
     ) -> list[Rejected]:
@@ -583,17 +585,18 @@ class PostgresLoader(Loader):
         database's reason; the rest stay merged in this (still open) transaction."""
         import psycopg
 
-        PostgresLoader._before_merge(conn, target, options, what)
+        PostgresLoader._before_merge(conn, target, ctx.mode, options.table, what)
         columns = names([c.name for c in staged])
+        upsert_key = ctx.key if ctx.mode == "upsert" else ()
 
         def merge(source: str, where: str) -> None:
             statement = PostgresLoader._merge_statement(
-                source, target, staged, existing, options, where
+                source, target, staged, existing, upsert_key, where
             )
             try:
                 conn.execute(statement)
             except psycopg.errors.CardinalityViolation:
-                raise PostgresLoader._duplicate_keys(options, what) from None
+                raise PostgresLoader._duplicate_keys(upsert_key, what) from None
 
         def number() -> int:
             conn.execute(
@@ -628,9 +631,7 @@ class PostgresLoader(Loader):
     ) -> PostgresSinkOptions:
         """One table for every stage's dead letters, created on first use (``errors`` as
         jsonb), appended to, new columns added."""
-        return attrs.evolve(
-            options, mode="append", create_table=True, schema_drift="add_columns", key=[]
-        )
+        return attrs.evolve(options, create_table=True, schema_drift="add_columns")
 
     def discard(self, ctx: Context, staged: Staged, options: PostgresSinkOptions) -> None:
         info, what = ConnInfo.from_options(options), self._what(ctx, options)

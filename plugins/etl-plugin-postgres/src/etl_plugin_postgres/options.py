@@ -58,18 +58,7 @@ class PostgresSinkOptions:
     connection: Connection = attrs.field(factory=Connection)
     user: Secret | None = None
     password: Secret | None = None
-    mode: str = attrs.field(
-        default="error", validator=one_of("append", "overwrite", "upsert", "error")
-    )
-    #: the conflict key of `upsert` (a primary key or unique index of the target)
-    key: list[str] = attrs.field(factory=list)
     #: create the target from the DataFrame's schema when it does not exist
     create_table: bool = False
     #: columns of the input missing from the target: `fail`, or `add_columns` (nullable)
     schema_drift: str = attrs.field(default="fail", validator=one_of("fail", "add_columns"))
-
-    def __attrs_post_init__(self) -> None:
-        from etl_core.options import ValueProblem
-
-        if self.mode == "upsert" and not self.key:
-            raise ValueProblem("`mode: upsert` needs `key: [column, ...]`", "key")

@@ -7,7 +7,7 @@ import fnmatch
 import json
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -456,9 +456,14 @@ class S3Loader(Loader):
     name = "s3"
     Options = S3SinkOptions
     capabilities = frozenset({"batch"})
-    modes: ClassVar[frozenset[str]] = frozenset(
-        {"append", "overwrite", "overwrite_partitions", "error"}
-    )
+    #: ``overwrite`` replaces the whole prefix, ``overwrite_partitions`` only the
+    #: ``partition_by`` folders the run writes, ``error`` refuses a prefix holding data
+    modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite", "overwrite_partitions")
+
+    def check(self, options: S3SinkOptions, *, mode: str, key: Sequence[str]) -> list[str]:
+        if mode == "overwrite_partitions" and not options.partition_by:
+            return ["`mode: overwrite_partitions` needs `partition_by: [column, ...]`"]
+        return []
 
     def endpoint(self, options: S3SinkOptions) -> str:
         return f"{options.endpoint_url or 's3'}/{options.bucket}"
@@ -484,7 +489,7 @@ class S3Loader(Loader):
         with _s3_errors(what):
             _require_bucket(fs, options.bucket, what)
             if not manifests.has_manifest(fs, root, ctx.run_key):  # else: a resumed run
-                self._refuse_existing(fs, root, options, what)
+                self._refuse_existing(fs, root, ctx.mode, what)
             _delete_tree(fs, staging)
         plan = {
             "staging": staging,
@@ -499,8 +504,8 @@ class S3Loader(Loader):
         return Staged(ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": staging})
 
     @staticmethod
-    def _refuse_existing(fs: pafs.FileSystem, root: str, options: S3SinkOptions, what: str) -> None:
-        if options.mode == "error" and manifests.data_files(fs, root):
+    def _refuse_existing(fs: pafs.FileSystem, root: str, mode: str | None, what: str) -> None:
+        if mode == "error" and manifests.data_files(fs, root):
             raise LoadError(
                 f"{what}: the prefix already holds data and the sink's mode is `error`; set "
                 "`mode: append`, `overwrite` or `overwrite_partitions`, or empty the prefix"
@@ -515,7 +520,7 @@ class S3Loader(Loader):
         fs = Connection.of(options, what).filesystem()
         with _s3_errors(what):
             if not manifests.has_manifest(fs, root, ctx.run_key):
-                self._refuse_existing(fs, root, options, what)
+                self._refuse_existing(fs, root, ctx.mode, what)
                 try:
                     with fs.open_input_stream(f"{staging}/{COMMITTED}") as stream:
                         committed = json.loads(stream.read())
@@ -524,11 +529,11 @@ class S3Loader(Loader):
                         f"{what}: the staging of this run is gone or unfinished "
                         f"({s3_url(staging)}); rerun with --run-id {ctx.run_id}"
                     ) from None
-                record = manifests.run_record(ctx, options.mode, options.format)
+                record = manifests.run_record(ctx, options.format)
                 replace = {"overwrite": "all", "overwrite_partitions": "partitions"}
                 manifests.publish_run(
                     fs, root, staging, ctx.run_key, record,
-                    replace.get(options.mode, "none"), only=committed,
+                    replace.get(ctx.mode or "", "none"), only=committed,
                 )  # fmt: skip
             self._drop_staging(fs, root, staging, ctx.run_key)
 
@@ -575,7 +580,7 @@ class S3Loader(Loader):
         """JSON lines under ``<prefix>/<pipeline>/<run_key>/<stage>/`` (DESIGN §7)."""
         prefix = "/".join(p for p in (options.prefix.strip("/"), pipeline, run_key, stage) if p)
         return attrs.evolve(
-            options, prefix=prefix, format="jsonl", mode="append", partition_by=[],
+            options, prefix=prefix, format="jsonl", partition_by=[],
             compression=None,
         )  # fmt: skip
 

@@ -9,7 +9,6 @@ import attrs
 from etl_core import Secret, one_of, positive
 
 FORMATS = ("parquet", "csv", "json", "jsonl")
-MODES = ("append", "overwrite", "overwrite_partitions", "error")
 
 
 def _no_slashes(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -75,9 +74,6 @@ class S3SinkOptions(Access):
     #: the target "folder"; the run's staging and manifests live under it (``_etl/``)
     prefix: str = ""
     format: str = attrs.field(default="parquet", validator=one_of(*FORMATS))
-    #: ``append``, ``overwrite`` (the whole prefix), ``overwrite_partitions`` (only the
-    #: ``partition_by`` folders the run writes), ``error`` (refuse a prefix holding data)
-    mode: str = attrs.field(default="error", validator=one_of(*MODES))
     #: parquet: snappy (default), zstd, gzip, none; csv and json: gzip or none (default)
     compression: str | None = None
     header: bool = True
@@ -90,10 +86,6 @@ class S3SinkOptions(Access):
     def __attrs_post_init__(self) -> None:
         from etl_core.options import ValueProblem
 
-        if self.mode == "overwrite_partitions" and not self.partition_by:
-            raise ValueProblem(
-                "`mode: overwrite_partitions` needs `partition_by: [column, ...]`", "mode"
-            )
         allowed = (
             ("snappy", "zstd", "gzip", "lz4", "brotli", "none")
             if self.format == "parquet"
