@@ -94,10 +94,10 @@ class PluginHost:
             options = getattr(cls, "Options", None)
             if not (isinstance(options, type) and attrs.has(options)):
                 raise PluginError(f"plugin {plugin!r}: {kind} {name!r} Options must be attrs")
-            unknown_modes = [m for m in getattr(cls, "modes", ()) if m not in api.LOAD_MODES]
-            if kind == "loader" and (unknown_modes or not cls.modes):
+            modes = list(getattr(cls, "modes", ()))
+            if kind == "loader" and (not modes or any(m not in api.LOAD_MODES for m in modes)):
                 raise PluginError(
-                    f"plugin {plugin!r}: loader {name!r} declares modes {list(cls.modes)}; "
+                    f"plugin {plugin!r}: loader {name!r} declares modes {modes}; "
                     f"name at least one, each one of {', '.join(api.LOAD_MODES)}"
                 )
             known = self._components[kind]

@@ -113,8 +113,8 @@ def _bind_rule(
     validator = component()
     issues += [ConfigIssue(f"{at}.{kind}", problem) for problem in validator.check(options)]
     columns = validator.columns(options)
-    for column in columns if known_columns is not None else ():
-        if column not in known_columns:
+    for column in columns:
+        if known_columns is not None and column not in known_columns:
             issues.append(
                 ConfigIssue(
                     f"{at}.{kind}",

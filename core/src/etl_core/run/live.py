@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from etl_core.api import Context, Loader, RunMetrics, Staged, StageMetrics
-from etl_core.config.model import Bound, BoundPipeline
+from etl_core.config.model import Bound, BoundPipeline, PipelineSpec
 from etl_core.errors import short_error
 from etl_core.run import resilience
 from etl_core.run.credentials import Secrets
@@ -70,7 +70,7 @@ class LiveRun:
     counted_stages: set[int] = attrs.field(factory=set)
 
     @property
-    def spec(self) -> Any:
+    def spec(self) -> PipelineSpec:
         return self.bound.spec
 
     def context(self, item: Bound, **extra: Any) -> Context:
