@@ -142,14 +142,14 @@ def explain(bound: BoundPipeline, host: PluginHost, spark: SparkSession | None =
     import contextlib
     import io
 
-    with _inspection(bound, host, spark) as state:
+    with _inspection(bound, host, spark) as live:
         parts = [dag_tree(bound), ""]
-        for name, df in state.frames.items():
+        for name, df in live.frames.items():
             buffer = io.StringIO()
             with contextlib.redirect_stdout(buffer):
                 df.explain(extended=False)
             parts += [f"== {name} ==", buffer.getvalue().strip(), ""]
-        return state.secrets.redact("\n".join(parts))
+        return live.secrets.redact("\n".join(parts))
 
 
 def dag_tree(bound: BoundPipeline) -> str:
