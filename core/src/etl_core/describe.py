@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from etl_core.api import LOAD_MODES
 from etl_core.plugins import PluginHost
 
 _PLACEHOLDERS = {str: "<text>", int: 1, float: 1.0, bool: True}
@@ -82,9 +83,16 @@ def describe_component(host: PluginHost, kind: str, name: str) -> str:
     else:
         lines.append("  options: none")
     if kind == "loader":
-        modes = list(cls.modes)
-        marked = [f"{m} (default)" if i == 0 else m for i, m in enumerate(modes)]
-        lines.append(f"  modes: {', '.join(marked)}  (the sink's `mode`; `upsert` needs `key`)")
+        marked = [f"{m} (default)" if i == 0 else m for i, m in enumerate(cls.modes)]
+        needs = [
+            f"`{m}` needs `{'`, `'.join(LOAD_MODES[m].needs)}`"
+            for m in cls.modes
+            if LOAD_MODES[m].needs
+        ]
+        lines.append(
+            f"  modes: {', '.join(marked)}  (the sink's `mode`{'; ' if needs else ''}"
+            f"{'; '.join(needs)})"
+        )
     section, wiring = _PLACES.get(kind, ("", {}))
     type_key = "provider" if kind == "credential_provider" else "type"
     required = {f.name: _example_value(f) for f in fields if f.default is attrs.NOTHING}

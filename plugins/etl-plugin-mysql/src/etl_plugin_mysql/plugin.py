@@ -440,7 +440,7 @@ class MySQLLoader(Loader):
         what: str,
     ) -> None:
         MySQLLoader._before_merge(cursor, ctx.mode, options.table, target, what)
-        upsert_key = ctx.key if ctx.mode == "upsert" else ()
+        upsert_key = ctx.key  # the core sets a key only for the mode that needs one: upsert
         statement = MySQLLoader._merge_statement(upsert_key, target, staging, columns)
         try:
             cursor.execute(statement)
@@ -471,7 +471,7 @@ class MySQLLoader(Loader):
         import pymysql
 
         MySQLLoader._before_merge(cursor, ctx.mode, options.table, target, what)
-        upsert_key = ctx.key if ctx.mode == "upsert" else ()
+        upsert_key = ctx.key  # the core sets a key only for the mode that needs one: upsert
         if upsert_key:
             _refuse_duplicate_keys(cursor, upsert_key, staging, what)
 

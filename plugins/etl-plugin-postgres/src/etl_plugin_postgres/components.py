@@ -549,7 +549,7 @@ class PostgresLoader(Loader):
         import psycopg
 
         PostgresLoader._before_merge(conn, target, ctx.mode, options.table, what)
-        upsert_key = ctx.key if ctx.mode == "upsert" else ()
+        upsert_key = ctx.key  # the core sets a key only for the mode that needs one: upsert
         key_index = _key_index(conn, target, upsert_key) if upsert_key else None
         if key_index is None:
             statement = PostgresLoader._merge_statement(stg, target, staged, existing, upsert_key)
@@ -587,7 +587,7 @@ class PostgresLoader(Loader):
 
         PostgresLoader._before_merge(conn, target, ctx.mode, options.table, what)
         columns = names([c.name for c in staged])
-        upsert_key = ctx.key if ctx.mode == "upsert" else ()
+        upsert_key = ctx.key  # the core sets a key only for the mode that needs one: upsert
 
         def merge(source: str, where: str) -> None:
             statement = PostgresLoader._merge_statement(
