@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import attrs
 import pytest
 
-from etl_core import Extractor, Secret, SecretError, hookimpl
+from etl_core import SecretError
 from etl_core.builtins.credentials import FileOptions, FileProvider
 
 PLANTED = "fl-Pl4nted-3b9a77"
@@ -115,56 +114,29 @@ def test_a_directory_is_not_a_secret_file(tmp_path):
         FileProvider().resolve(FileOptions(path=str(folder)))
 
 
-@attrs.frozen
-class ProbeOptions:
-    user: Secret | None = None
-    password: Secret | None = None
-
-
-class Probe(Extractor):
-    """Records the options the runner gave it; reads nothing."""
-
-    name = "file_probe"
-    Options = ProbeOptions
-    seen: list[ProbeOptions] = []
-
-    def extract(self, ctx, options):
-        self.seen.append(options)
-        return ctx.spark.range(1)
-
-
-class ProbePlugin:
-    @hookimpl
-    def etl_register_extractors(self, register):
-        register(Probe)
-
-
 @pytest.mark.spark
-def test_a_pipeline_reads_an_entry_and_an_inline_reference(etl_run, tmp_path):
-    from etl_core.plugins import get_plugin_host
-
+def test_a_pipeline_reads_an_entry_and_an_inline_reference(etl_run, etl_probe, tmp_path):
     private(tmp_path / "wh.yaml", f"user: etl\npassword: {PLANTED}\n")
     private(tmp_path / "token", "second-" + PLANTED + "\n")
-    Probe.seen.clear()
     metrics = etl_run(
         {
             "name": "file_secrets",
             "credentials": {"wh": {"provider": "file", "path": str(tmp_path / "wh.yaml")}},
             "sources": {
-                "a": {"type": "file_probe", "credentials": "wh"},
+                "a": {"type": etl_probe.name, "credentials": "wh"},
                 "b": {
-                    "type": "file_probe",
+                    "type": etl_probe.name,
                     "password": {"secret": f"file:{tmp_path}/wh.yaml#password"},
                 },
-                "c": {"type": "file_probe", "password": {"secret": f"file:{tmp_path}/token"}},
+                "c": {"type": etl_probe.name, "password": {"secret": f"file:{tmp_path}/token"}},
             },
             "sinks": {
                 f"out_{name}": {"type": "files", "input": name, "path": f"out_{name}"}
                 for name in ("a", "b", "c")
             },
         },
-        host=get_plugin_host(autoload=False, extra=[("probe", ProbePlugin())]),
+        host=etl_probe.host(),
     )
     assert metrics.status == "succeeded"
-    seen = sorted((o.user.reveal() if o.user else "", o.password.reveal()) for o in Probe.seen)
+    seen = sorted((o.user.reveal() if o.user else "", o.password.reveal()) for o in etl_probe.seen)
     assert seen == [("", PLANTED), ("", "second-" + PLANTED), ("etl", PLANTED)]

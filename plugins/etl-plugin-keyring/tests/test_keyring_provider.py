@@ -8,28 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import attrs
 import pytest
 from etl_plugin_keyring import plugin as keyring_plugin
-from etl_plugin_keyring.provider import KeyringOptions, KeyringProvider
+from etl_plugin_keyring.components import KeyringProvider
+from etl_plugin_keyring.options import KeyringOptions
 
-from etl_core import Extractor, Secret, SecretError, hookimpl
+from etl_core import Secret, SecretError
 from etl_core.plugins import get_plugin_host
 
 PLANTED = "kr-Pl4nted-8c41e0"
-
-
-@pytest.fixture
-def file_keyring(tmp_path, monkeypatch):
-    """The process's keyring, switched to a plaintext file under ``tmp_path`` the way a user
-    would: PYTHON_KEYRING_BACKEND and XDG_DATA_HOME."""
-    import keyring.core
-
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    keyring.core.init_backend()
-    assert type(keyring.get_keyring()).__name__ == "PlaintextKeyring"
-    return keyring
 
 
 def test_entry_gives_user_and_password(file_keyring):
@@ -94,37 +81,12 @@ def test_fields_may_only_name_username_or_password():
     )
 
 
-@attrs.frozen
-class ProbeOptions:
-    user: Secret | None = None
-    password: Secret | None = None
-
-
-class ProbeExtractor(Extractor):
-    """Records the options the runner gave it; reads nothing."""
-
-    name = "keyring_probe"
-    Options = ProbeOptions
-    seen: list[ProbeOptions] = []
-
-    def extract(self, ctx, options):
-        self.seen.append(options)
-        return ctx.spark.range(1)
-
-
-@hookimpl
-def etl_register_extractors(register):
-    register(ProbeExtractor)
-
-
 @pytest.mark.spark
-def test_a_pipeline_fills_the_options_of_the_source_naming_the_entry(file_keyring, etl_run):
+def test_a_pipeline_fills_the_options_of_the_source_naming_the_entry(
+    file_keyring, etl_run, etl_probe
+):
     file_keyring.set_password("etl-warehouse", "etl", PLANTED)
     file_keyring.set_password("etl-api", "deploy", "second-" + PLANTED)
-    host = get_plugin_host(
-        autoload=False, extra=[("keyring", keyring_plugin), ("probe", sys.modules[__name__])]
-    )
-    ProbeExtractor.seen.clear()
     metrics = etl_run(
         {
             "name": "keyring_run",
@@ -132,18 +94,18 @@ def test_a_pipeline_fills_the_options_of_the_source_naming_the_entry(file_keyrin
                 "wh": {"provider": "keyring", "service": "etl-warehouse", "username": "etl"}
             },
             "sources": {
-                "a": {"type": "keyring_probe", "credentials": "wh"},
-                "b": {"type": "keyring_probe", "password": {"secret": "keyring:etl-api/deploy"}},
+                "a": {"type": etl_probe.name, "credentials": "wh"},
+                "b": {"type": etl_probe.name, "password": {"secret": "keyring:etl-api/deploy"}},
             },
             "sinks": {
                 "oa": {"type": "files", "input": "a", "path": "oa", "format": "parquet"},
                 "ob": {"type": "files", "input": "b", "path": "ob", "format": "parquet"},
             },
         },
-        host=host,
+        host=etl_probe.host(keyring_plugin),
     )
     assert metrics.status == "succeeded"
-    by_password = {o.password.reveal(): o for o in ProbeExtractor.seen}
+    by_password = {o.password.reveal(): o for o in etl_probe.seen}
     assert by_password[PLANTED].user.reveal() == "etl"
     assert by_password["second-" + PLANTED].user is None
 

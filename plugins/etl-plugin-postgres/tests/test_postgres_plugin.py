@@ -1,14 +1,10 @@
 """The postgres plugin beyond the conformance suite: upsert semantics, staging constraints,
-schema drift, incremental reads, partitions of a query, typed errors, and a SIGKILL."""
+schema drift, incremental reads, partitions of a query, typed errors (the killed run is in the
+conformance suite)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -283,72 +279,3 @@ def test_plaintext_password_is_refused(run, pg_schema, pg_connection_block):
     with pytest.raises(ConfigError, match="plaintext secret") as failure:
         run({"src": source}, {"out": {"type": "files", "input": "src", "path": "o"}})
     assert "hunter2" not in str(failure.value)
-
-
-@pytest.mark.slow
-def test_sigkill_during_staging_leaves_target_and_next_run_cleans(
-    etl_spark, pg, pg_schema, pg_connection_block, pg_env, tmp_path
-):
-    table = f"{pg_schema}.target"
-    pg.execute(f"CREATE TABLE {table} (user_id bigint, name text)")
-    pg.execute(f"INSERT INTO {table} VALUES (1, 'before')")
-    (tmp_path / "users.csv").write_text(
-        "user_id,name\n" + "".join(f"{i},u{i}\n" for i in range(20))
-    )
-    pipeline = {
-        "name": "kill",
-        "credentials": pg_env,
-        "sources": {
-            "users": {
-                "type": "files",
-                "format": "csv",
-                "path": "users.csv",
-                "read_schema": "user_id BIGINT, name STRING",
-            }
-        },
-        "transforms": {
-            "big": {
-                "type": "sql",
-                "inputs": ["users"],
-                "query": "SELECT u.user_id, u.name FROM users u CROSS JOIN range(20000000)",
-            }
-        },
-        "sinks": {
-            "out": {
-                "type": "postgres",
-                "input": "big",
-                "table": table,
-                "mode": "append",
-                "credentials": "pg",
-                "connection": pg_connection_block,
-            }
-        },
-    }
-    (tmp_path / "slow.yaml").write_text(json.dumps(pipeline))
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from etl_core.cli import main; main()", "run", "slow.yaml"],
-        cwd=tmp_path,
-        start_new_session=True,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while process.poll() is None:
-        assert time.monotonic() < deadline, "staging never started"
-        if staging(pg, pg_schema):  # created by the driver just before the tasks start COPYing
-            break
-        time.sleep(0.2)
-    time.sleep(3.0)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-    assert rows(pg, table) == [(1, "before")]
-    assert len(staging(pg, pg_schema)) == 1
-
-    pipeline["sinks"]["out"]["input"] = "users"
-    del pipeline["transforms"]
-    metrics = run_pipeline(pipeline, spark=etl_spark, host=get_plugin_host(), base_dir=tmp_path)
-    assert metrics.status == "succeeded"
-    assert staging(pg, pg_schema) == []
-    assert pg.execute(f"SELECT count(*) FROM {table}").fetchone() == (21,)

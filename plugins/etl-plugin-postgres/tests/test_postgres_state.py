@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from etl_plugin_postgres.options import Connection
-from etl_plugin_postgres.state import PostgresStateOptions, PostgresStateStore
+from etl_plugin_postgres.components import PostgresStateStore
+from etl_plugin_postgres.options import Connection, PostgresStateOptions
 
 from etl_core import Secret
 from etl_core.plugins import get_plugin_host
-from etl_core.testing import run_pipeline
+from etl_core.testing import StateStoreConformance, run_pipeline
 
 pytestmark = pytest.mark.spark
 
@@ -68,3 +68,22 @@ def test_save_merges_over_the_stored_marks(pg, pg_schema, pg_connection_block):
     store.save(None, "p", {"a": 5}, options)
     store.save(None, "other", {"a": 7}, options)
     assert store.load(None, "p", options) == {"a": 5, "b": "2024-01-01 00:00:00+00"}
+
+
+class TestPostgresStateStoreConformance(StateStoreConformance):
+    component = "postgres"
+
+    @pytest.fixture(autouse=True)
+    def _database(self, pg_schema, pg_connection_block, pg_env):
+        self.schema, self.connection, self.env = pg_schema, pg_connection_block, pg_env
+
+    def credentials(self):
+        return self.env
+
+    def state_block(self, tmp_path):
+        return {
+            "type": "postgres",
+            "credentials": "pg",
+            "connection": self.connection,
+            "table": f"{self.schema}.etl_state",
+        }

@@ -3,18 +3,16 @@ cluster that really verifies passwords: renewed while held, revoked when the run
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 
-import attrs
 import psycopg
 import pytest
 from etl_plugin_vault import plugin as vault_plugin
-from etl_plugin_vault.provider import VaultAuth, VaultOptions, VaultProvider
+from etl_plugin_vault.components import VaultProvider
+from etl_plugin_vault.options import VaultAuth, VaultOptions
 
-from etl_core import Extractor, Secret, SecretError, hookimpl
-from etl_core.plugins import get_plugin_host
+from etl_core import Secret, SecretError
 
 pytestmark = pytest.mark.slow
 
@@ -129,46 +127,23 @@ def test_a_lease_the_token_may_not_revoke_is_reported_with_the_policy_to_grant(
 # --- a real pipeline --------------------------------------------------------------------------
 
 
-@attrs.frozen
-class PostgresProbeOptions:
-    port: int
-    user: Secret | None = None
-    password: Secret | None = None
-
-
-class PostgresProbe(Extractor):
-    """Logs in with the resolved credentials and reads who it is (on the driver: a test
-    extractor, not a connector)."""
-
-    name = "postgres_probe"
-    Options = PostgresProbeOptions
-    logins: list[tuple[str, str]] = []
-
-    def extract(self, ctx, options):
-        user, password = options.user.reveal(), options.password.reveal()
-        with psycopg.connect(
-            host="127.0.0.1", port=options.port, dbname="postgres", user=user, password=password
-        ) as conn:
-            (who,) = conn.execute("SELECT current_user").fetchone()
-        self.logins.append((user, password))
-        return ctx.spark.createDataFrame([(who,)], "who STRING")
-
-
-@hookimpl
-def etl_register_extractors(register):
-    register(PostgresProbe)
-
-
 @pytest.mark.spark
 def test_a_pipeline_logs_in_with_dynamic_credentials_and_the_run_revokes_them(
-    vault_env, database_engine, password_postgres, etl_run, tmp_path
+    vault_env, database_engine, password_postgres, etl_run, etl_probe, tmp_path
 ):
     import pyarrow.parquet as pq
 
-    host = get_plugin_host(
-        autoload=False, extra=[("vault", vault_plugin), ("probe", sys.modules[__name__])]
-    )
-    PostgresProbe.logins.clear()
+    logins: list[tuple[str, str]] = []
+
+    def log_in(ctx, options):
+        """Log in with the resolved credentials while the run holds them, read who it is."""
+        user, password = options.user.reveal(), options.password.reveal()
+        with password_postgres.connect(user, password) as conn:
+            (who,) = conn.execute("SELECT current_user").fetchone()
+        logins.append((user, password))
+        return ctx.spark.createDataFrame([(who,)], "who STRING")
+
+    etl_probe.on_extract = log_in
     metrics = etl_run(
         {
             "name": "dynamic_db",
@@ -180,21 +155,15 @@ def test_a_pipeline_logs_in_with_dynamic_credentials_and_the_run_revokes_them(
                     "path": database_engine.role,
                 }
             },
-            "sources": {
-                "whoami": {
-                    "type": "postgres_probe",
-                    "credentials": "reporting",
-                    "port": password_postgres.port,
-                }
-            },
+            "sources": {"whoami": {"type": etl_probe.name, "credentials": "reporting"}},
             "sinks": {
                 "out": {"type": "files", "input": "whoami", "path": "out", "format": "parquet"}
             },
         },
-        host=host,
+        host=etl_probe.host(vault_plugin),
     )
     assert metrics.status == "succeeded"
-    ((user, password),) = PostgresProbe.logins
+    ((user, password),) = logins
     assert pq.read_table(tmp_path / "out").column("who").to_pylist() == [user]
     assert user.startswith("v-")
     assert not can_log_in(password_postgres, user, password), "the run left its lease alive"

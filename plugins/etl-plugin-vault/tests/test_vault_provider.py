@@ -18,11 +18,13 @@ import attrs
 import pytest
 import requests
 from etl_plugin_vault import plugin as vault_plugin
-from etl_plugin_vault.provider import VaultAuth, VaultOptions, VaultProvider
+from etl_plugin_vault.components import VaultProvider
+from etl_plugin_vault.options import VaultAuth, VaultOptions
 from etl_plugin_vault.testing import free_port
 
-from etl_core import ConfigError, Extractor, Secret, SecretError, config, hookimpl
+from etl_core import ConfigError, Secret, SecretError, config
 from etl_core.plugins import get_plugin_host
+from etl_core.testing import ProbeOptions
 
 PLANTED = "vlt-Pl4nted-5e7d21"
 
@@ -409,65 +411,43 @@ def test_the_installed_plugin_registers_vault_without_importing_hvac():
 # --- a pipeline -----------------------------------------------------------------------------
 
 
-@attrs.frozen
-class ProbeOptions:
-    user: Secret | None = None
-    password: Secret | None = None
-
-
-class ProbeExtractor(Extractor):
-    """Records the options the runner gave it; reads nothing."""
-
-    name = "vault_probe"
-    Options = ProbeOptions
-    seen: list[ProbeOptions] = []
-
-    def extract(self, ctx, options):
-        self.seen.append(options)
-        return ctx.spark.range(1)
-
-
-@hookimpl
-def etl_register_extractors(register):
-    register(ProbeExtractor)
-
-
-def run_probe(etl_run, credentials: dict, source: dict) -> list[ProbeOptions]:
-    host = get_plugin_host(
-        autoload=False, extra=[("vault", vault_plugin), ("probe", sys.modules[__name__])]
-    )
-    ProbeExtractor.seen.clear()
+def run_probe(etl_run, etl_probe, credentials: dict, source: dict) -> list[ProbeOptions]:
+    etl_probe.seen.clear()
     metrics = etl_run(
         {
             "name": "vault_probe",
             "credentials": credentials,
-            "sources": {"a": {"type": "vault_probe", **source}},
+            "sources": {"a": {"type": etl_probe.name, **source}},
             "sinks": {"o": {"type": "files", "input": "a", "path": "o", "mode": "overwrite"}},
         },
-        host=host,
+        host=etl_probe.host(vault_plugin),
     )
     assert metrics.status == "succeeded"
-    return list(ProbeExtractor.seen)
+    return list(etl_probe.seen)
 
 
 @pytest.mark.spark
-def test_a_pipeline_fills_options_from_an_entry_and_an_inline_reference(vault_env, etl_run):
+def test_a_pipeline_fills_options_from_an_entry_and_an_inline_reference(
+    vault_env, etl_run, etl_probe
+):
     path = f"etl/{unique()}"
     vault_env.client().secrets.kv.v2.create_or_update_secret(
         path, {"username": "etl", "password": PLANTED}, mount_point="secret"
     )
     (entry,) = run_probe(
-        etl_run, {"wh": {"provider": "vault", "path": path}}, {"credentials": "wh"}
+        etl_run, etl_probe, {"wh": {"provider": "vault", "path": path}}, {"credentials": "wh"}
     )
     assert (entry.user.reveal(), entry.password.reveal()) == ("etl", PLANTED)
     (inline,) = run_probe(
-        etl_run, {}, {"password": {"secret": f"vault:secret/data/{path}#password"}}
+        etl_run, etl_probe, {}, {"password": {"secret": f"vault:secret/data/{path}#password"}}
     )
     assert (inline.user, inline.password.reveal()) == (None, PLANTED)
 
 
 @pytest.mark.spark
-def test_the_vault_token_itself_can_come_from_a_reference(vault_env, etl_run, monkeypatch):
+def test_the_vault_token_itself_can_come_from_a_reference(
+    vault_env, etl_run, etl_probe, monkeypatch
+):
     path = f"etl/{unique()}"
     vault_env.client().secrets.kv.v2.create_or_update_secret(
         path, {"password": PLANTED}, mount_point="secret"
@@ -479,5 +459,5 @@ def test_the_vault_token_itself_can_come_from_a_reference(vault_env, etl_run, mo
         "path": path,
         "auth": {"token": {"secret": "env:ETL_TEST_VAULT_TOKEN"}},
     }
-    (seen,) = run_probe(etl_run, {"wh": entry}, {"credentials": "wh"})
+    (seen,) = run_probe(etl_run, etl_probe, {"wh": entry}, {"credentials": "wh"})
     assert seen.password.reveal() == PLANTED

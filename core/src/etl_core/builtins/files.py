@@ -288,7 +288,7 @@ class FilesLoader(Loader):
     def stage(self, ctx: Context, df: DataFrame, options: FilesSinkOptions) -> Staged:
         target = ctx.path(options.path)
         if not (target / MANIFESTS / f"{ctx.run_key}.json").exists():  # else: a resumed run
-            self._refuse_existing(target, ctx.mode)
+            self._refuse_existing(target, ctx)
         staging = self._staging(ctx, options)
         shutil.rmtree(staging, ignore_errors=True)
         writer_options = _reader_options(options.format, options.header, ",", options.options)
@@ -306,11 +306,11 @@ class FilesLoader(Loader):
         return Staged(ctx.dataset, ctx.sink_index or 0, ctx.run_key, {"staging": str(staging)})
 
     @staticmethod
-    def _refuse_existing(target: Path, mode: str | None) -> None:
-        if mode == "error" and next(data_files(target), None) is not None:
+    def _refuse_existing(target: Path, ctx: Context) -> None:
+        if ctx.mode == "error" and next(data_files(target), None) is not None:
             raise LoadError(
-                f"{target} already holds data and the sink's mode is `error`; "
-                "set `mode: append` or `mode: overwrite`, or empty the folder"
+                f"sink {ctx.dataset!r}: {target} already holds data and the sink's mode is "
+                "`error`; set `mode: append` or `mode: overwrite`, or empty the folder"
             )
 
     def publish(self, ctx: Context, staged: Staged, options: FilesSinkOptions) -> None:
@@ -318,7 +318,7 @@ class FilesLoader(Loader):
         the new rows. An overwrite's manifest ``replaces`` the older ones, whose files go last."""
         target = ctx.path(options.path)
         if not manifests.has_manifest(_local(), str(target), ctx.run_key):
-            self._refuse_existing(target, ctx.mode)
+            self._refuse_existing(target, ctx)
             record = manifests.run_record(ctx, options.format)
             replace = "all" if ctx.mode == "overwrite" else "none"
             staging = str(self._staging(ctx, options))

@@ -35,7 +35,9 @@ Hooks (methods or fixtures of the subclass):
 - ``credential_values()``: the credential fields by value (default: a marker ``password``);
   the suite serves them from an ``env`` credentials entry named ``conformance``, added as
   ``credentials: conformance`` to every block the hooks build.
-- ``staging_leftovers(target) -> list[str]``: staging objects left behind (default: none known).
+- ``staging_leftovers(target) -> list[str]``: the staging objects of ``target`` that exist now
+  (default: none known). The killed-run case needs it: it kills ``etl run`` once staging shows
+  here, and checks the next run removed it.
 - ``type_cases``: a list of :class:`TypeCase`, one per row of the connector's type mapping.
 
 Both suites run pipelines through :func:`etl_core.testing.run_pipeline` on the shared
@@ -45,6 +47,7 @@ from the ``conformance_host`` fixture (entry points loaded; override it to narro
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,6 +62,7 @@ from etl_core.testing.harness import (
     BASIC,
     ConformanceBase,
     TypeCase,
+    kill_while_staging,
     norm,
     rows_of,
 )
@@ -210,6 +214,42 @@ class LoaderConformance(ConformanceBase):
                 run, tmp_path, target, self.basic_rows(3000), transforms=transforms, mode="append"
             )
         self.assert_target(target, old)
+        assert self.staging_leftovers(target) == []
+
+    @pytest.mark.slow
+    def test_sigkill_during_staging_leaves_target_and_next_run_cleans_up(
+        self, run, tmp_path, target, conformance_env
+    ):
+        """A real ``etl run`` process killed with SIGKILL while its tasks write the staging:
+        the target is unchanged, and the next run of the pipeline removes the staging."""
+        old = self.basic_rows(3, start=7000)
+        self.create_target(target, self.basic_columns(), old)
+        folder = self.write_parquet(tmp_path / "in", self.basic_rows(5), self.basic_schema())
+        sink = {**self._with_credentials(self.sink_block(target, mode="append")), "input": "many"}
+        slow = {
+            "name": "conformance",
+            "credentials": conformance_env,
+            "sources": {"rows": {"type": "files", "format": "parquet", "path": str(folder)}},
+            "transforms": {
+                "many": {
+                    "type": "sql",
+                    "inputs": ["rows"],
+                    "query": "SELECT r.* FROM rows r CROSS JOIN range(50000000)",
+                }
+            },
+            "sinks": {"out": sink},
+        }
+        (tmp_path / "slow.json").write_text(json.dumps(slow))
+        kill_while_staging(
+            tmp_path / "slow.json",
+            sink="out",
+            started=lambda: bool(self.staging_leftovers(target)),
+        )
+        self.assert_target(target, old)
+        assert self.staging_leftovers(target), "the killed run left no staging to clean"
+        new = self.basic_rows(4, start=8000)
+        self.load(run, tmp_path, target, new, mode="append")
+        self.assert_target(target, old + new)
         assert self.staging_leftovers(target) == []
 
     def test_rerun_with_the_same_run_id_is_idempotent(self, run, tmp_path, target):

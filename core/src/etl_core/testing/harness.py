@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import SparkSession
 
-__all__ = ["BASIC", "SECRET_MARKER", "ConformanceBase", "TypeCase", "norm", "rows_of"]
+__all__ = [
+    "BASIC",
+    "SECRET_MARKER",
+    "ConformanceBase",
+    "TypeCase",
+    "kill_while_staging",
+    "norm",
+    "rows_of",
+]
 
 SECRET_MARKER = "etl-conformance-s3cr3t"  # noqa: S105 - a marker to look for, not a secret
 
@@ -214,3 +222,41 @@ class ConformanceBase:
         for field, value in self.credential_values().items():
             if any(word in field for word in ("password", "secret", "token")) and value:
                 assert value not in text, f"the {field} leaked into an error message"
+
+
+def kill_while_staging(
+    pipeline: Path, *, sink: str, started: Callable[[], bool], grace_s: float = 1.0
+) -> None:
+    """Run ``etl run pipeline`` in its own process group, wait until it says it is staging
+    ``sink`` (its progress lines on stderr) and ``started()`` sees staging written, give its
+    tasks ``grace_s`` more, then SIGKILL the whole group (driver, JVM, Python workers) as an
+    out-of-memory killer would."""
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from etl_core.cli import main; main()", "run", str(pipeline)],
+        cwd=pipeline.parent,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    seen, deadline = [], time.monotonic() + 180
+    try:
+        while not (any(f"staging {sink} " in line for line in seen) and started()):
+            assert process.poll() is None, f"etl run ended first:\n{''.join(seen)}"
+            assert time.monotonic() < deadline, f"staging never started:\n{''.join(seen)}"
+            if select.select([process.stderr], [], [], 0.2)[0]:
+                seen.append(process.stderr.readline())
+        time.sleep(grace_s)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "".join(seen)

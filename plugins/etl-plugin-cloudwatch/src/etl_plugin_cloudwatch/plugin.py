@@ -9,6 +9,6 @@ from etl_core import MetricsReporter, hookimpl
 
 @hookimpl
 def etl_register_metrics_reporters(register: Callable[[type[MetricsReporter]], None]) -> None:
-    from etl_plugin_cloudwatch.reporter import CloudWatchReporter
+    from etl_plugin_cloudwatch.components import CloudWatchReporter
 
     register(CloudWatchReporter)

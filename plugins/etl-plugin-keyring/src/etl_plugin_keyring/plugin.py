@@ -9,6 +9,6 @@ from etl_core import CredentialProvider, hookimpl
 
 @hookimpl
 def etl_register_credential_providers(register: Callable[[type[CredentialProvider]], None]) -> None:
-    from etl_plugin_keyring.provider import KeyringProvider
+    from etl_plugin_keyring.components import KeyringProvider
 
     register(KeyringProvider)

@@ -1,11 +1,13 @@
-"""The ``postgres`` extractor and loader: control statements on the driver (psycopg), rows on
-the executors (the ``etl_postgres`` data source, ADBC)."""
+"""The ``postgres`` extractor, loader and state store: control statements on the driver
+(psycopg), rows on the executors (the ``etl_postgres`` data source, ADBC)."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 import attrs
@@ -19,6 +21,7 @@ from etl_core import (
     PermanentError,
     Rejected,
     Staged,
+    StateStore,
     datasources,
 )
 from etl_core.relational import (
@@ -29,21 +32,23 @@ from etl_core.relational import (
     run_key_of_staging,
     staging_table,
 )
-from etl_plugin_postgres.options import PostgresSinkOptions, PostgresSourceOptions
-from etl_plugin_postgres.pg import (
+from etl_plugin_postgres.client import (
     ConnInfo,
     PgColumn,
     control,
     ident,
     literal,
     names,
-    pg_type_of_spark,
     query_columns,
-    read_plan,
     split_table,
     table_columns,
-    write_arrow_type,
 )
+from etl_plugin_postgres.options import (
+    PostgresSinkOptions,
+    PostgresSourceOptions,
+    PostgresStateOptions,
+)
+from etl_plugin_postgres.types import pg_type_of_spark, read_plan, write_arrow_type
 
 if TYPE_CHECKING:
     import psycopg
@@ -660,3 +665,57 @@ class PostgresLoader(Loader):
                     conn.execute(f"DROP TABLE IF EXISTS {ident(schema, table)}")
                     dropped.append(f"{schema}.{table}")
         return dropped
+
+
+# --- state store: incremental bookmarks in a table (DESIGN §4), one row per pipeline and
+# source, so runs on any machine share them and a save is one transaction
+
+
+class PostgresStateStore(StateStore):
+    """Bookmarks in ``table (pipeline, source, bookmark jsonb, updated_at)``; ``save`` upserts
+    the new marks over the old ones in one transaction."""
+
+    name = "postgres"
+    Options = PostgresStateOptions
+
+    @staticmethod
+    def _table(options: PostgresStateOptions) -> str:
+        return ident(*split_table(options.table))
+
+    @staticmethod
+    def _create(conn: Any, table: str) -> None:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (pipeline text NOT NULL, source text NOT NULL, "
+            "bookmark jsonb, updated_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (pipeline, source))"
+        )
+
+    def load(self, base_dir: Path, pipeline: str, options: PostgresStateOptions) -> dict[str, Any]:
+        table = self._table(options)
+        what = f"state store ({options.table})"
+        with control(ConnInfo.from_options(options), what, autocommit=True) as conn:
+            self._create(conn, table)
+            rows = conn.execute(
+                f"SELECT source, bookmark FROM {table} WHERE pipeline = %s",  # noqa: S608
+                [pipeline],
+            ).fetchall()
+        return {source: bookmark for source, bookmark in rows}
+
+    def save(
+        self,
+        base_dir: Path,
+        pipeline: str,
+        bookmarks: Mapping[str, Any],
+        options: PostgresStateOptions,
+    ) -> None:
+        table = self._table(options)
+        what = f"state store ({options.table})"
+        with control(ConnInfo.from_options(options), what) as conn:
+            self._create(conn, table)
+            for source, bookmark in bookmarks.items():
+                conn.execute(
+                    f"INSERT INTO {table} (pipeline, source, bookmark) VALUES (%s, %s, %s) "  # noqa: S608
+                    "ON CONFLICT (pipeline, source) DO UPDATE SET bookmark = EXCLUDED.bookmark, "
+                    "updated_at = now()",
+                    [pipeline, source, json.dumps(bookmark, default=str)],
+                )

@@ -28,7 +28,7 @@ from pyspark.sql.datasource import (
 from pyspark.sql.types import StructType
 
 from etl_core.datasources import arrow_schema
-from etl_plugin_postgres.pg import ConnInfo, adbc_connect, adbc_error
+from etl_plugin_postgres.client import ConnInfo, adbc_connect, adbc_error
 
 NAME = "etl_postgres"
 

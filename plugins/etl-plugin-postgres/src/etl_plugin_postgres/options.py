@@ -1,4 +1,5 @@
-"""Options of the ``postgres`` source and sink (attrs classes, structured strictly by the core)."""
+"""Options of the ``postgres`` source, sink and state store (attrs classes, structured strictly
+by the core)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,13 @@ class PostgresSinkOptions:
     create_table: bool = False
     #: columns of the input missing from the target: `fail`, or `add_columns` (nullable)
     schema_drift: str = attrs.field(default="fail", validator=one_of("fail", "add_columns"))
+
+
+@attrs.frozen
+class PostgresStateOptions:
+    connection: Connection = attrs.field(factory=Connection)
+    #: filled from the state block's ``credentials:`` entry (fields ``user`` and ``password``)
+    user: Secret | None = None
+    password: Secret | None = None
+    #: the bookmarks table (schema.table), created on first use
+    table: str = "public.etl_state"

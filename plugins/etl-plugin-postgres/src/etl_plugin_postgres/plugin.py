@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from etl_core import Extractor, Loader, StateStore, hookimpl
-from etl_plugin_postgres.components import PostgresExtractor, PostgresLoader
-from etl_plugin_postgres.state import PostgresStateStore
+from etl_plugin_postgres.components import (
+    PostgresExtractor,
+    PostgresLoader,
+    PostgresStateStore,
+)
 
 
 @hookimpl

@@ -24,8 +24,8 @@ from etl_core import (
     datasources,
     manifests,
 )
+from etl_plugin_s3.client import Connection, s3_url, translate
 from etl_plugin_s3.options import S3SinkOptions, S3SourceOptions
-from etl_plugin_s3.s3 import Connection, s3_url, translate
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -36,7 +36,7 @@ from pyspark.sql.types import StructType
 
 from etl_core import PermanentError
 from etl_core.datasources import arrow_schema
-from etl_plugin_s3.s3 import Connection, s3_url, translate
+from etl_plugin_s3.client import Connection, s3_url, translate
 
 NAME = "etl_s3"
 #: columns of a corrupt object's marker row (``on_corrupt: dead_letter``)

@@ -9,6 +9,6 @@ from etl_core import CredentialProvider, hookimpl
 
 @hookimpl
 def etl_register_credential_providers(register: Callable[[type[CredentialProvider]], None]) -> None:
-    from etl_plugin_vault.provider import VaultProvider
+    from etl_plugin_vault.components import VaultProvider
 
     register(VaultProvider)

@@ -10,28 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
-
-from etl_core import MetricsReporter, RunMetrics, Secret, metric_families
+from etl_core import MetricsReporter, RunMetrics, metric_families
+from etl_plugin_cloudwatch.client import cloudwatch_client
+from etl_plugin_cloudwatch.options import CloudWatchOptions
 
 #: CloudWatch accepts at most this many datums per request (older API limit, still safe)
 BATCH = 20
-
-
-@attrs.frozen
-class CloudWatchOptions:
-    #: the CloudWatch namespace of every metric
-    namespace: str = "etl"
-    #: AWS region; unset: boto3's usual lookup (AWS_REGION, the profile)
-    region: str | None = None
-    #: another endpoint (a VPC endpoint, a local test server)
-    endpoint_url: str | None = None
-    #: keys of this reporter, from a ``credentials:`` entry; unset: boto3's default chain
-    access_key_id: Secret | None = None
-    secret_access_key: Secret | None = None
-    session_token: Secret | None = None
-    #: named AWS profile, when no keys are given
-    profile: str | None = None
 
 
 def _unit(name: str) -> str:
@@ -46,10 +30,6 @@ def _unit(name: str) -> str:
     return "None"
 
 
-def _reveal(secret: Secret | None) -> str | None:
-    return secret.reveal() if secret is not None else None
-
-
 class CloudWatchReporter(MetricsReporter):
     """Send the run's metrics to Amazon CloudWatch (``put_metric_data``)."""
 
@@ -57,7 +37,7 @@ class CloudWatchReporter(MetricsReporter):
     Options = CloudWatchOptions
 
     def report(self, metrics: RunMetrics, options: CloudWatchOptions) -> None:
-        client = self.client(options)
+        client = cloudwatch_client(options)
         timestamp = metrics.finished_at or metrics.started_at
         data: list[dict[str, Any]] = [
             {
@@ -74,25 +54,3 @@ class CloudWatchReporter(MetricsReporter):
             client.put_metric_data(
                 Namespace=options.namespace, MetricData=data[start : start + BATCH]
             )
-
-    @staticmethod
-    def client(options: CloudWatchOptions) -> Any:
-        """A CloudWatch client on a session of its own, with this reporter's credentials."""
-        import boto3
-
-        if (options.access_key_id is None) != (options.secret_access_key is None):
-            from etl_core import ConfigError
-
-            raise ConfigError.at(
-                "metrics.cloudwatch",
-                "access_key_id and secret_access_key go together",
-                "give both (e.g. from one credentials entry) or neither",
-            )
-        session = boto3.session.Session(
-            aws_access_key_id=_reveal(options.access_key_id),
-            aws_secret_access_key=_reveal(options.secret_access_key),
-            aws_session_token=_reveal(options.session_token),
-            region_name=options.region,
-            profile_name=None if options.access_key_id is not None else options.profile,
-        )
-        return session.client("cloudwatch", endpoint_url=options.endpoint_url)

@@ -92,7 +92,7 @@ class S3Hooks:
             )
 
     def read_target(self, target):
-        from etl_plugin_s3.s3 import Connection
+        from etl_plugin_s3.client import Connection
 
         from etl_core import manifests
 
