@@ -73,13 +73,15 @@ def _check_budget(live: LiveRun) -> None:
             f"{total} rows dead-lettered ({where}): more than errors.max_bad_rows = "
             f"{errors.max_bad_rows}"
         )
-    for m in rejecting if errors.max_bad_ratio is not None else ():
-        if m.rows_in and m.dead_lettered / m.rows_in > errors.max_bad_ratio:
-            problems.append(
-                f"{m.dataset} ({m.stage}): {m.dead_lettered} of {m.rows_in} rows "
-                f"dead-lettered ({m.dead_lettered / m.rows_in:.2%}): more than "
-                f"errors.max_bad_ratio = {errors.max_bad_ratio}"
-            )
+    ratio = errors.max_bad_ratio
+    if ratio is not None:
+        for m in rejecting:
+            if m.rows_in and m.dead_lettered / m.rows_in > ratio:
+                problems.append(
+                    f"{m.dataset} ({m.stage}): {m.dead_lettered} of {m.rows_in} rows "
+                    f"dead-lettered ({m.dead_lettered / m.rows_in:.2%}): more than "
+                    f"errors.max_bad_ratio = {ratio}"
+                )
     if problems:
         raise RunFailed(
             "the error budget is exceeded, nothing was published:\n"

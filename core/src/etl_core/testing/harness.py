@@ -248,7 +248,8 @@ def kill_while_staging(
         text=True,
     )
     assert process.stderr is not None
-    seen, deadline = [], time.monotonic() + 180
+    seen: list[str] = []
+    deadline = time.monotonic() + 180
     try:
         while not (any(f"staging {sink} " in line for line in seen) and started()):
             assert process.poll() is None, f"etl run ended first:\n{''.join(seen)}"

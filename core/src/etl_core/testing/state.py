@@ -70,7 +70,9 @@ class StateStoreConformance:
         }
         host = get_plugin_host()  # nothing carried over from the last run but the store
         metrics = run_pipeline(pipeline, spark=etl_spark, host=host, base_dir=tmp_path)
-        return metrics.stage("src", "extract").rows_out
+        extract = metrics.stage("src", "extract")
+        assert extract is not None and extract.rows_out is not None, metrics.stages
+        return extract.rows_out
 
     def test_a_bookmark_survives_a_restart(self, etl_spark, tmp_path):
         self.add_file(tmp_path / "in", "a", 3, age_s=60)
