@@ -117,6 +117,10 @@ class MariaDBHooks:
     def staging_leftovers(self, target: str) -> list[str]:
         return sorted(t for t in self.db.tables() if t.startswith("etl_stg_"))
 
+    def unreachable_options(self) -> dict[str, Any]:
+        down = {**self.db.connection(), "port": 1, "options": {"connect_timeout": 2}}
+        return {"connection": down}
+
     def block(self, target: str, **options: Any) -> dict[str, Any]:
         return {"type": "mysql", "connection": self.db.connection(), "table": target, **options}
 

@@ -121,6 +121,9 @@ class PostgresHooks:
             "sslmode": "disable",
         }
 
+    def unreachable_options(self):
+        return {"connection": {**self.connection(), "port": 1, "connect_timeout": 2}}
+
     def table(self, target):
         schema, name = target.split(".")
         return sql.Identifier(schema, name)

@@ -107,6 +107,9 @@ class S3Hooks:
                 rows += pq.read_table(source).to_pylist()
         return rows
 
+    def unreachable_options(self):
+        return {"endpoint_url": "http://127.0.0.1:9"}  # nothing listens on the discard port
+
     def staging_leftovers(self, target):
         return self.h.keys(self.s3, self.bucket, f"{target}/_etl/tmp/")
 

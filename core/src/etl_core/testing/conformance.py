@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 
 from etl_core.api import RunMetrics
-from etl_core.errors import EtlError
+from etl_core.errors import EtlError, TransientError
 from etl_core.plugins import PluginHost
 from etl_core.testing.harness import (
     BASIC,
@@ -261,6 +261,18 @@ class LoaderConformance(ConformanceBase):
         self.assert_target(target, rows)
         assert self.staging_leftovers(target) == []
 
+    def test_an_unreachable_endpoint_is_transient_and_names_the_sink(self, run, tmp_path, target):
+        down = self.unreachable()
+        folder = self.write_parquet(tmp_path / "in", self.basic_rows(3), self.basic_schema())
+        sink = {**self._with_credentials(self.sink_block(target, mode="append")), **down}
+        with pytest.raises(TransientError) as failure:
+            run(
+                {"rows": {"type": "files", "format": "parquet", "path": str(folder)}},
+                {"out": {**sink, "input": "rows"}},
+            )
+        assert "out" in str(failure.value), failure.value
+        self.assert_no_secret(failure.value)
+
     def test_secrets_do_not_leak_into_errors(self, run, tmp_path, target):
         folder = self.write_parquet(tmp_path / "in", self.basic_rows(3), self.basic_schema())
         sink = {**self._with_credentials(self.failing_sink_block(target)), "input": "rows"}
@@ -349,6 +361,24 @@ class ExtractorConformance(ConformanceBase):
         for partitions in self.partition_counts:
             got = self.extract(run, tmp_path, target, **self.partition_options("id", partitions))
             assert rows_of(got, ["id", "name"]) == rows_of(rows, ["id", "name"]), partitions
+
+    def test_a_reread_returns_the_same_rows(self, run, tmp_path, target):
+        """Spark may run a partition's read again (a retried task): reads are deterministic."""
+        rows = self.basic_rows(300)
+        self.create_target(target, self.basic_columns(), rows)
+        columns = ["id", "name", "amount"]
+        first = self.extract(run, tmp_path, target, **self.partition_options("id", 3))
+        again = self.extract(run, tmp_path, target, **self.partition_options("id", 3))
+        assert rows_of(first, columns) == rows_of(again, columns) == rows_of(rows, columns)
+
+    def test_an_unreachable_endpoint_is_transient_and_names_the_source(self, run, tmp_path, target):
+        down = self.unreachable()
+        source = {**self._with_credentials(self.source_block(target)), **down}
+        sink = {"type": "files", "input": "src", "path": str(tmp_path / "out")}
+        with pytest.raises(TransientError) as failure:
+            run({"src": source}, {"out": sink})
+        assert "src" in str(failure.value), failure.value
+        self.assert_no_secret(failure.value)
 
     def test_secrets_do_not_leak_into_errors(self, run, tmp_path, target):
         source = self._with_credentials(self.failing_source_block(target))

@@ -122,6 +122,18 @@ class ConformanceBase:
     def staging_leftovers(self, target: str) -> list[str]:
         return []
 
+    def unreachable_options(self) -> dict[str, Any] | None:
+        """Options that point the component's block at an endpoint nobody answers (a closed
+        port, a short connect timeout); ``None`` for a component without an endpoint, whose
+        unreachable-endpoint case is then skipped, saying so."""
+        return None
+
+    def unreachable(self) -> dict[str, Any]:
+        options = self.unreachable_options()
+        if options is None:
+            pytest.skip(f"{self.component} talks to no endpoint")  # type: ignore[attr-defined]
+        return options
+
     # -- shared machinery ------------------------------------------------------------------
     @pytest.fixture
     def conformance_host(self) -> PluginHost:
