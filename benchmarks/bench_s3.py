@@ -92,7 +92,7 @@ def raw(fs) -> None:
 
 def raw_worker(endpoint_url: str) -> None:
     """``--raw-worker``: run ``raw`` once per ``run`` line on stdin, answer its seconds."""
-    from etl_plugin_s3.s3 import Connection
+    from etl_plugin_s3.client import Connection
 
     fs = Connection("us-east-1", endpoint_url, KEY, SECRET).filesystem()
     for line in sys.stdin:
@@ -175,7 +175,7 @@ def main() -> None:
     rows = args.rows
 
     import boto3
-    from etl_plugin_s3.s3 import Connection
+    from etl_plugin_s3.client import Connection
 
     from etl_core.config import EngineSpec
     from etl_core.plugins import get_plugin_host
