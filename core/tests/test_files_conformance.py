@@ -51,6 +51,10 @@ class FilesHooks:
         for i, chunk in enumerate(chunks):
             pq.write_table(pa.Table.from_pylist(chunk, schema=schema), folder / f"part-{i}.parquet")
 
+    def add_rows(self, target, rows):
+        path = pa_folder(target) / f"part-{uuid.uuid4().hex[:8]}.parquet"
+        pq.write_table(pa.Table.from_pylist(list(rows), schema=self.basic_schema()), path)
+
     def read_target(self, target):
         """What a manifest reader sees: the files of published runs (or every data file of a
         folder no run published to yet)."""
@@ -94,6 +98,9 @@ class TestFilesExtractorConformance(FilesHooks, ExtractorConformance):
 
     def partition_options(self, column, partitions):
         return {}
+
+    def incremental_options(self):
+        return {"by": "modified_time"}
 
     def failing_source_block(self, target):
         return {"type": "files", "path": f"{target}/missing/*.parquet", "format": "parquet"}

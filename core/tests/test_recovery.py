@@ -235,7 +235,7 @@ def test_incremental_by_modified_time_reads_only_new_files(etl_run, tmp_path):
     assert third.stage("users", "extract").rows_out == 1
     assert pq.read_table(tmp_path / "out").num_rows == 3
     state = json.loads((tmp_path / ".etl" / "state" / "rec.json").read_text())
-    assert state["users"] == pytest.approx((inbox / "b.csv").stat().st_mtime)
+    assert state["users"] == {"mtime": (inbox / "b.csv").stat().st_mtime, "names": ["b.csv"]}
 
 
 def test_incremental_needs_the_modified_time_form(etl_run, tmp_path):

@@ -6,10 +6,12 @@ This module imports no Spark at run time, so loading a plugin stays cheap.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,6 +25,7 @@ from etl_core.errors import (
     PermanentError,
     PluginError,
     RunFailed,
+    RunLocked,
     SecretError,
     TransientError,
     UnknownComponentError,
@@ -69,6 +72,7 @@ __all__ = [
     "Rejected",
     "RuleResult",
     "RunFailed",
+    "RunLocked",
     "RunMetrics",
     "Secret",
     "SecretError",
@@ -82,6 +86,8 @@ __all__ = [
     "Validation",
     "ValidationFailed",
     "Validator",
+    "exclusive_lock",
+    "held_by_another_run",
     "metric_families",
 ]
 
@@ -403,3 +409,39 @@ class StateStore(Component):
         self, base_dir: Path, pipeline: str, bookmarks: Mapping[str, Any], options: Any
     ) -> None:
         """Store the new marks (merged over the old ones) atomically."""
+
+    def hold(self, base_dir: Path, pipeline: str, options: Any) -> AbstractContextManager[Any]:
+        """Hold the pipeline's bookmarks for one run, from before ``load`` to after ``save``:
+        while it is held, another run of the pipeline is refused with :class:`RunLocked`, so
+        two runs never both read from one mark and both move it. The default locks the file
+        ``.etl/state/<pipeline>.lock`` beside the pipeline, which serves runs on one machine; a
+        store that several machines share holds its lock in the shared system instead."""
+        return exclusive_lock(
+            base_dir / ".etl" / "state" / f"{pipeline}.lock", held_by_another_run(pipeline)
+        )
+
+
+def held_by_another_run(pipeline: str, where: str = "") -> str:
+    """The refusal :meth:`StateStore.hold` gives while another run holds the bookmarks."""
+    held = f" ({where})" if where else ""
+    return (
+        f"pipeline {pipeline!r}: another run holds its incremental bookmarks{held}; "
+        "wait for it to finish (two runs at once would read the same rows twice)"
+    )
+
+
+@contextmanager
+def exclusive_lock(path: Path, refusal: str) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block, or raise
+    :class:`RunLocked` with ``refusal`` at once if another process or open file holds it. The
+    operating system releases it when the process dies, even by SIGKILL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(refusal) from None
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -41,6 +41,7 @@ __all__ = [
     "incremental_problems",
     "live_files",
     "manifest_files",
+    "modified_since",
     "publish_run",
     "read_manifests",
     "run_record",
@@ -179,6 +180,30 @@ def incremental_problems(incremental: Mapping[str, Any] | None, kind: str) -> li
         f"`incremental: {dict(incremental)}`: {kind} sources read incrementally by "
         "modification time only; write `incremental: {by: modified_time}`"
     ]
+
+
+def modified_since(
+    files: Mapping[str, float], bookmark: Any
+) -> tuple[list[str], dict[str, Any] | None]:
+    """For a file-like source read ``incremental: {by: modified_time}``: the names of ``files``
+    (name → modification time, in seconds) that are new since ``bookmark``, in their order, and
+    the bookmark to propose (``None`` when nothing is new).
+
+    A bookmark is ``{"mtime": newest, "names": [the names with that time]}``, so a file written
+    in the same clock tick as the newest one read but listed only later (S3's times have
+    one-second resolution) is still read next time, and none is read twice. A bare number (the
+    form before) is a time, and only later files are new."""
+    if bookmark is None:
+        new = list(files)
+    elif isinstance(bookmark, Mapping):
+        mark, seen = float(bookmark["mtime"]), set(bookmark.get("names", ()))
+        new = [n for n, t in files.items() if t > mark or (t == mark and n not in seen)]
+    else:
+        new = [n for n, t in files.items() if t > float(bookmark)]
+    if not new:
+        return [], None
+    newest = max(files[n] for n in new)
+    return new, {"mtime": newest, "names": sorted(n for n, t in files.items() if t == newest)}
 
 
 def publish_run(

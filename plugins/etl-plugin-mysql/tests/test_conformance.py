@@ -18,6 +18,7 @@ pytestmark = pytest.mark.spark
 
 USER = "etl_conformance"
 PASSWORD = "etl-conformance-s3cr3t-my"
+BASIC_NAMES = ("id", "name", "amount")
 
 UTC = dt.UTC
 TYPE_CASES = [
@@ -84,6 +85,9 @@ class MariaDBHooks:
     def credential_values(self) -> dict[str, str]:
         return {"user": USER, "password": PASSWORD}
 
+    def refused_credentials(self) -> tuple[dict[str, str], dict[str, Any]]:
+        return {"password": f"wrong-{PASSWORD}"}, {}  # MariaDB checks passwords
+
     def create_target(
         self,
         target: str,
@@ -95,8 +99,12 @@ class MariaDBHooks:
         if key:
             parts.append(f"PRIMARY KEY ({', '.join(f'`{k}`' for k in key)})")
         self.db.execute(f"CREATE TABLE `{target}` ({', '.join(parts)})")
+        self.add_rows(target, rows, [name for name, _ in columns])
+
+    def add_rows(
+        self, target: str, rows: Sequence[Mapping[str, Any]], names: Sequence[str] = BASIC_NAMES
+    ) -> None:
         if rows:
-            names = [name for name, _ in columns]
             conn = self.connect(self.db.name)
             with conn.cursor() as cursor:
                 cursor.executemany(
@@ -143,6 +151,9 @@ class TestMariaDBExtractor(MariaDBHooks, ExtractorConformance):
 
     def partition_options(self, column: str, partitions: int) -> dict[str, Any]:
         return {"partition_column": column, "partitions": partitions}
+
+    def incremental_options(self) -> dict[str, Any]:
+        return {"column": "id"}
 
     def failing_source_block(self, target: str) -> dict[str, Any]:
         return self.block(f"{target}_missing")

@@ -99,8 +99,8 @@ class PostgresHooks:
     component = "postgres"
 
     @pytest.fixture(autouse=True)
-    def _database(self, pg, pg_schema):
-        self.conn, self.schema = pg, pg_schema
+    def _database(self, pg, pg_schema, request):
+        self.conn, self.schema, self.request = pg, pg_schema, request
         pg.execute(
             sql.SQL("CREATE TYPE {}.mood AS ENUM ('ok', 'sad')").format(sql.Identifier(pg_schema))
         )
@@ -111,6 +111,12 @@ class PostgresHooks:
 
     def credential_values(self):
         return {"user": os.environ.get("ETL_TEST_PG_USER", "postgres"), "password": SECRET_MARKER}
+
+    def refused_credentials(self):
+        # the usual server trusts every local login: a wrong password needs one that checks
+        cluster = self.request.getfixturevalue("password_postgres")
+        refused = {"user": cluster.superuser, "password": f"wrong-{SECRET_MARKER}"}
+        return refused, {"connection": {**cluster.connection(), "connect_timeout": 5}}
 
     @staticmethod
     def connection():
@@ -140,7 +146,9 @@ class PostgresHooks:
         self.conn.execute(
             sql.SQL("CREATE TABLE {} ({})").format(self.table(target), sql.SQL(", ").join(defs))
         )
-        names = [n for n, _ in columns]
+        self.add_rows(target, rows, [n for n, _ in columns])
+
+    def add_rows(self, target, rows, names=("id", "name", "amount")):
         with self.conn.cursor() as cursor:
             for row in rows:
                 cursor.execute(
@@ -197,6 +205,9 @@ class TestPostgresExtractorConformance(PostgresHooks, ExtractorConformance):
 
     def partition_options(self, column, partitions):
         return {"partition_column": column, "partitions": partitions}
+
+    def incremental_options(self):
+        return {"column": "id"}
 
     def failing_source_block(self, target):
         return self.source_block(target, where="no_such_column > 1")

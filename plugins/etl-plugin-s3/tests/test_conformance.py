@@ -10,7 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl_core.testing import SECRET_MARKER, ExtractorConformance, LoaderConformance, TypeCase
+from etl_core.testing import (
+    SECRET_MARKER,
+    ExtractorConformance,
+    LoaderConformance,
+    TypeCase,
+    moto_process,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -53,14 +59,22 @@ ARROW_TYPES = {
 }
 
 
+@pytest.fixture(scope="module")
+def auth_moto(tmp_path_factory):
+    """A moto server that checks every request's key and signature from the first call."""
+    with moto_process(tmp_path_factory.mktemp("moto-auth") / "moto.log", no_auth_calls=0) as s:
+        yield s
+
+
 class S3Hooks:
     component = "s3"
     type_cases = TYPE_CASES
     basic_types = {"id": "int64", "name": "string", "amount": "float64"}
 
     @pytest.fixture(autouse=True)
-    def _server(self, moto_server, bucket, s3h):
+    def _server(self, moto_server, bucket, s3h, request):
         self.endpoint, self.bucket, self.h = moto_server.endpoint_url, bucket, s3h
+        self.request = request
         self.s3 = s3h.client(self.endpoint)
 
     @pytest.fixture
@@ -69,6 +83,11 @@ class S3Hooks:
 
     def credential_values(self):
         return {"access_key_id": "etl-test-key", "secret_access_key": SECRET_MARKER}
+
+    def refused_credentials(self):
+        server = self.request.getfixturevalue("auth_moto")  # the usual one accepts any key
+        refused = {"secret_access_key": f"wrong-{SECRET_MARKER}"}
+        return refused, {"endpoint_url": server.endpoint_url}
 
     def block(self, target, **options):
         return {
@@ -85,11 +104,16 @@ class S3Hooks:
         schema = pa.schema([(n, ARROW_TYPES.get(t) or getattr(pa, t)()) for n, t in columns])
         chunks = [list(rows)[i::3] for i in range(3)] if rows else [[]]
         for i, chunk in enumerate(chunks):
-            buffer = io.BytesIO()
-            pq.write_table(pa.Table.from_pylist(chunk, schema=schema), buffer)
-            self.s3.put_object(
-                Bucket=self.bucket, Key=f"{target}/part-{i}.parquet", Body=buffer.getvalue()
-            )
+            self.put(f"{target}/part-{i}.parquet", pa.Table.from_pylist(chunk, schema=schema))
+
+    def add_rows(self, target, rows):
+        table = pa.Table.from_pylist(list(rows), schema=self.basic_schema())
+        self.put(f"{target}/part-{uuid.uuid4().hex[:8]}.parquet", table)
+
+    def put(self, key, table):
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue())
 
     def read_target(self, target):
         from etl_plugin_s3.client import Connection
@@ -104,7 +128,9 @@ class S3Hooks:
         rows = []
         for name in files:
             with fs.open_input_file(f"{root}/{name}") as source:
-                rows += pq.read_table(source).to_pylist()
+                table = pq.read_table(source)
+            folders = dict(p.split("=", 1) for p in name.split("/")[:-1] if "=" in p)
+            rows += [{**row, **folders} for row in table.to_pylist()]  # partition_by columns
         return rows
 
     def unreachable_options(self):
@@ -121,6 +147,9 @@ class TestS3LoaderConformance(S3Hooks, LoaderConformance):
     def failing_sink_block(self, target):
         return {**self.block(target, mode="append"), "bucket": "etl-no-such-bucket-here"}
 
+    def partitioned_sink_options(self, column):
+        return {"partition_by": [column]}
+
 
 class TestS3ExtractorConformance(S3Hooks, ExtractorConformance):
     def source_block(self, target, **options):
@@ -128,6 +157,9 @@ class TestS3ExtractorConformance(S3Hooks, ExtractorConformance):
 
     def partition_options(self, column, partitions):
         return {"split_row_groups": partitions % 2 == 1}
+
+    def incremental_options(self):
+        return {"by": "modified_time"}
 
     def failing_source_block(self, target):
         return {**self.block(target), "bucket": "etl-no-such-bucket-here"}

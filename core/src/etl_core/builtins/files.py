@@ -121,9 +121,12 @@ class FilesExtractor(Extractor):
             reader = reader.option("basePath", str(root))  # keeps partition columns
         paths = every
         if ctx.incremental is not None:
-            paths = _newer_than(every, ctx.bookmark)
-            if paths:
-                ctx.propose_bookmark(max(p.stat().st_mtime for p in paths))
+            folder = root if root.is_dir() else root.parent  # names in the bookmark: relative
+            times = {os.path.relpath(p, folder): p.stat().st_mtime for p in every}
+            new, bookmark = manifests.modified_since(times, ctx.bookmark)
+            paths = [folder / p for p in new]
+            if bookmark is not None:
+                ctx.propose_bookmark(bookmark)
         if paths:
             df = reader.load([str(p) for p in paths])
             return _counted(ctx, options, _split_malformed(ctx, options, df, capture))
@@ -254,12 +257,6 @@ def _list_files(root: Path) -> list[Path]:
     if root.is_dir():
         return [root / f for f in sorted(data_files(root))]
     return sorted(p for p in root.parent.glob(root.name) if p.is_file())
-
-
-def _newer_than(paths: list[Path], bookmark: Any) -> list[Path]:
-    if bookmark is None:
-        return paths
-    return [p for p in paths if p.stat().st_mtime > float(bookmark)]
 
 
 @attrs.frozen

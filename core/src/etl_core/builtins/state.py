@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from etl_core.api import StateStore
+from etl_core.api import StateStore, exclusive_lock, held_by_another_run
 
 
 @attrs.frozen
@@ -19,7 +20,8 @@ class FileStateOptions:
 
 
 class FileStateStore(StateStore):
-    """Bookmarks in ``<dir>/<pipeline>.json``, replaced atomically."""
+    """Bookmarks in ``<dir>/<pipeline>.json``, replaced atomically; a run holds
+    ``<dir>/<pipeline>.lock``."""
 
     name = "file"
     Options = FileStateOptions
@@ -28,6 +30,12 @@ class FileStateStore(StateStore):
     def _file(base_dir: Path, pipeline: str, options: FileStateOptions) -> Path:
         folder = Path(options.dir)
         return (folder if folder.is_absolute() else base_dir / folder) / f"{pipeline}.json"
+
+    def hold(
+        self, base_dir: Path, pipeline: str, options: FileStateOptions
+    ) -> AbstractContextManager[Any]:
+        lock = self._file(base_dir, pipeline, options).with_suffix(".lock")
+        return exclusive_lock(lock, held_by_another_run(pipeline, f"lock {lock}"))
 
     def load(self, base_dir: Path, pipeline: str, options: FileStateOptions) -> dict[str, Any]:
         path = self._file(base_dir, pipeline, options)

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from etl_core.api import LiveRuns
-from etl_core.errors import RunLocked
+from etl_core.api import LiveRuns, exclusive_lock
 
 #: completion markers (``.etl/runs/<run_key>.done``) answer reruns of a finished run this long
 DONE_MARKER_DAYS = 30
@@ -29,19 +28,12 @@ def runs_folder(base_dir: Path) -> Path:
 def run_lock(base_dir: Path, key: str) -> Iterator[Path]:
     """Hold ``.etl/runs/<run_key>.lock`` exclusively while the run is live."""
     path = runs_folder(base_dir) / f"{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise RunLocked(
-                f"run {key} is already running (lock {path}); wait for it or use another --run-id"
-            ) from exc
+    refusal = f"run {key} is already running (lock {path}); wait for it or use another --run-id"
+    with exclusive_lock(path, refusal):
         try:
             yield path
         finally:
             path.unlink(missing_ok=True)
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def live_runs(base_dir: Path) -> LiveRuns:

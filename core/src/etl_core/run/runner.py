@@ -265,7 +265,16 @@ def _observers(
 
 
 def _commit(live: LiveRun, feed: Replay | None) -> None:
-    """Build, then the commit protocol: stage, check, publish."""
+    """Build, then the commit protocol: stage, check, publish; a pipeline that reads
+    incrementally holds its bookmarks in the state store from load to save."""
+    if not any(source.incremental for source in live.spec.sources.values()):
+        return _stage_check_publish(live, feed)
+    store, spec = live.bound.state, live.spec
+    with store.component().hold(spec.base_dir, spec.name, live.secrets.options_for(store)):
+        return _stage_check_publish(live, feed)
+
+
+def _stage_check_publish(live: LiveRun, feed: Replay | None) -> None:
     _load_bookmarks(live)
     gate = QualityGate(live)
     build(live, gate.validate, feed)

@@ -30,15 +30,27 @@ Hooks (methods or fixtures of the subclass):
   (``type`` and options) that writes / reads ``target``. Extra ``options`` (``mode``,
   ``key``) are the component's own and merged in.
 - ``partition_options(column, partitions)``: extra source options for a partitioned read.
+- ``partitioned_sink_options(column)``: sink options partitioning the target by ``column``
+  (loaders declaring the mode ``overwrite_partitions``).
+- ``incremental_options()`` and ``add_rows(target, rows)``: the source's ``incremental:`` block
+  and a way to add rows as new data arrives (extractors declaring ``incremental``).
 - ``failing_sink_block(target)`` / ``failing_source_block(target)``: a block that fails at run
   time (e.g. a missing table); the tests check the error and that no secret leaks.
 - ``credential_values()``: the credential fields by value (default: a marker ``password``);
   the suite serves them from an ``env`` credentials entry named ``conformance``, added as
   ``credentials: conformance`` to every block the hooks build.
+- ``refused_credentials()``: ``(values, options)``: credential values the test endpoint
+  refuses and the block options pointing at an endpoint that checks them, for the
+  bad-credentials case (default ``None``: skipped, saying the component checks none).
 - ``staging_leftovers(target) -> list[str]``: the staging objects of ``target`` that exist now
   (default: none known). The killed-run case needs it: it kills ``etl run`` once staging shows
   here, and checks the next run removed it.
 - ``type_cases``: a list of :class:`TypeCase`, one per row of the connector's type mapping.
+
+Cases that need a capability or a load mode are marked ``applies(capability=...)`` /
+``applies(mode=...)`` (:mod:`etl_core.testing.selection`) and run only for components that
+declare it; the others are deselected and listed in the test summary. A loader is also checked
+to refuse the modes it does not declare.
 
 Both suites run pipelines through :func:`etl_core.testing.run_pipeline` on the shared
 ``etl_spark`` session, with parquet files (pyarrow) on the other end, and the plugin host
@@ -55,8 +67,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
-from etl_core.api import RunMetrics
-from etl_core.errors import EtlError, TransientError
+from etl_core.api import LOAD_MODES, RunMetrics
+from etl_core.errors import ConfigError, EtlError, PermanentError, TransientError
 from etl_core.plugins import PluginHost
 from etl_core.testing.harness import (
     BASIC,
@@ -66,6 +78,7 @@ from etl_core.testing.harness import (
     norm,
     rows_of,
 )
+from etl_core.testing.selection import applies
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -77,6 +90,7 @@ class LoaderConformance(ConformanceBase):
     """Tests every loader must pass. Subclass, set ``component`` and provide the hooks."""
 
     component: ClassVar[str]
+    component_kind: ClassVar[str] = "loader"
 
     @pytest.fixture
     def modes(self, conformance_host: PluginHost) -> tuple[str, ...]:
@@ -88,6 +102,11 @@ class LoaderConformance(ConformanceBase):
 
     def failing_sink_block(self, target: str) -> dict[str, Any]:
         raise NotImplementedError
+
+    def partitioned_sink_options(self, column: str) -> dict[str, Any]:
+        """Sink options that partition the target by ``column`` (loaders declaring
+        ``overwrite_partitions``)."""
+        raise NotImplementedError("declares overwrite_partitions: provide partitioned_sink_options")
 
     def load(
         self,
@@ -162,12 +181,14 @@ class LoaderConformance(ConformanceBase):
             want = [norm(v) for v in natives]
             assert got == want, f"type case {case.column} ({case.native_type})"
 
+    @applies(mode="overwrite")
     def test_overwrite_replaces_rows(self, run, tmp_path, target):
         self.create_target(target, self.basic_columns(), self.basic_rows(5))
         rows = self.basic_rows(3, start=100)
         self.load(run, tmp_path, target, rows, mode="overwrite")
         self.assert_target(target, rows)
 
+    @applies(mode="error")
     def test_error_mode_refuses_a_target_with_rows(self, run, tmp_path, target):
         old = self.basic_rows(2)
         self.create_target(target, self.basic_columns(), old)
@@ -177,18 +198,36 @@ class LoaderConformance(ConformanceBase):
         self.assert_target(target, old)
         assert self.staging_leftovers(target) == []
 
-    def test_upsert_updates_and_inserts(self, run, tmp_path, target, modes):
-        if "upsert" not in modes:  # then asking for it is a clear error, nothing written
-            self.create_target(target, self.basic_columns(), self.basic_rows(2))
-            with pytest.raises(EtlError, match="upsert"):
-                self.load(run, tmp_path, target, self.basic_rows(3), mode="upsert")
-            self.assert_target(target, self.basic_rows(2))
-            return
+    @applies(mode="upsert")
+    def test_upsert_updates_and_inserts(self, run, tmp_path, target):
         self.create_target(target, self.basic_columns(), self.basic_rows(10), key=["id"])
         changed = [{**row, "name": "changed"} for row in self.basic_rows(10)[5:]]
         new = self.basic_rows(5, start=11)
         self.load(run, tmp_path, target, changed + new, mode="upsert", key=["id"])
         self.assert_target(target, self.basic_rows(10)[:5] + changed + new)
+
+    @applies(mode="overwrite_partitions")
+    def test_overwrite_partitions_replaces_only_the_partitions_written(self, run, tmp_path, target):
+        self.create_target(target, self.basic_columns())
+        by_name = self.partitioned_sink_options("name")
+        first = [{"id": i, "name": "ab"[i % 2], "amount": i * 1.5} for i in range(1, 11)]
+        self.load(run, tmp_path, target, first, mode="append", **by_name)
+        new_b = [{"id": 100 + i, "name": "b", "amount": 0.5} for i in range(3)]
+        self.load(run, tmp_path, target, new_b, mode="overwrite_partitions", **by_name)
+        self.assert_target(target, [row for row in first if row["name"] == "a"] + new_b)
+        assert self.staging_leftovers(target) == []
+
+    def test_undeclared_and_unknown_modes_are_refused_and_change_nothing(
+        self, run, tmp_path, target, modes
+    ):
+        old = self.basic_rows(2)
+        self.create_target(target, self.basic_columns(), old, key=["id"])
+        for mode in [*(m for m in LOAD_MODES if m not in modes), "replace"]:
+            key: dict[str, Any] = {"key": ["id"]} if mode == "upsert" else {}
+            with pytest.raises(ConfigError) as failure:
+                self.load(run, tmp_path, target, self.basic_rows(3, start=10), mode=mode, **key)
+            assert "sinks.out.mode" in str(failure.value) and repr(mode) in str(failure.value)
+        self.assert_target(target, old)
 
     def test_partition_boundaries_lose_and_duplicate_nothing(self, run, tmp_path, target):
         """Many small input partitions, ids spanning negative to large values."""
@@ -261,17 +300,28 @@ class LoaderConformance(ConformanceBase):
         self.assert_target(target, rows)
         assert self.staging_leftovers(target) == []
 
-    def test_an_unreachable_endpoint_is_transient_and_names_the_sink(self, run, tmp_path, target):
-        down = self.unreachable()
+    def assert_load_fails(
+        self, run: Any, tmp_path: Path, target: str, options: dict, error: type[EtlError]
+    ) -> None:
+        """Loading with ``options`` over the sink block fails with ``error`` naming the sink,
+        without a secret."""
         folder = self.write_parquet(tmp_path / "in", self.basic_rows(3), self.basic_schema())
-        sink = {**self._with_credentials(self.sink_block(target, mode="append")), **down}
-        with pytest.raises(TransientError) as failure:
+        sink = {**self._with_credentials(self.sink_block(target, mode="append")), **options}
+        with pytest.raises(error) as failure:
             run(
                 {"rows": {"type": "files", "format": "parquet", "path": str(folder)}},
                 {"out": {**sink, "input": "rows"}},
             )
         assert "out" in str(failure.value), failure.value
         self.assert_no_secret(failure.value)
+
+    def test_an_unreachable_endpoint_is_transient_and_names_the_sink(self, run, tmp_path, target):
+        self.assert_load_fails(run, tmp_path, target, self.unreachable(), TransientError)
+
+    def test_bad_credentials_are_permanent_and_name_the_sink(
+        self, run, tmp_path, target, monkeypatch
+    ):
+        self.assert_load_fails(run, tmp_path, target, self.refused(monkeypatch), PermanentError)
 
     def test_secrets_do_not_leak_into_errors(self, run, tmp_path, target):
         folder = self.write_parquet(tmp_path / "in", self.basic_rows(3), self.basic_schema())
@@ -290,6 +340,7 @@ class ExtractorConformance(ConformanceBase):
     """Tests every extractor must pass. Subclass, set ``component`` and provide the hooks."""
 
     component: ClassVar[str]
+    component_kind: ClassVar[str] = "extractor"
     #: partition counts tried by the partition test
     partition_counts: ClassVar[tuple[int, ...]] = (1, 3, 7, 50)
 
@@ -301,6 +352,16 @@ class ExtractorConformance(ConformanceBase):
 
     def failing_source_block(self, target: str) -> dict[str, Any]:
         raise NotImplementedError
+
+    def incremental_options(self) -> dict[str, Any]:
+        """The source's ``incremental:`` block for the generic rows, e.g. ``{"column": "id"}``
+        or ``{"by": "modified_time"}`` (extractors declaring ``incremental``)."""
+        raise NotImplementedError("declares incremental: provide incremental_options")
+
+    def add_rows(self, target: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add generic rows to an existing target the way new data arrives (an insert, a new
+        file) (extractors declaring ``incremental``)."""
+        raise NotImplementedError("declares incremental: provide add_rows")
 
     def extract(self, run: Any, tmp_path: Path, target: str, **options: Any) -> list[dict]:
         out = tmp_path / f"out-{uuid.uuid4().hex[:8]}"
@@ -353,6 +414,7 @@ class ExtractorConformance(ConformanceBase):
             want = [norm(v) for v in case.values]
             assert got == want, f"type case {case.column} ({case.native_type})"
 
+    @applies(capability="partitioned_read")
     def test_partition_boundaries(self, run, tmp_path, target):
         ids = [-(2**40), -7, -1, 0, 1, 2, 3, 10, 11, 99, 100, 2**31 - 1, 2**31, 2**40]
         rows = [{"id": i, "name": str(i), "amount": 1.0} for i in ids]
@@ -361,6 +423,20 @@ class ExtractorConformance(ConformanceBase):
         for partitions in self.partition_counts:
             got = self.extract(run, tmp_path, target, **self.partition_options("id", partitions))
             assert rows_of(got, ["id", "name"]) == rows_of(rows, ["id", "name"]), partitions
+
+    @applies(capability="incremental")
+    def test_an_incremental_read_returns_each_row_once(self, run, tmp_path, target):
+        """The bookmark persists between runs (the same ``base_dir``): new rows only."""
+        columns, first = ["id", "name", "amount"], self.basic_rows(20)
+        self.create_target(target, self.basic_columns(), first)
+        incremental = {"incremental": self.incremental_options()}
+        got = self.extract(run, tmp_path, target, **incremental)
+        assert rows_of(got, columns) == rows_of(first, columns)
+        assert self.extract(run, tmp_path, target, **incremental) == []
+        later = self.basic_rows(5, start=1000)
+        self.add_rows(target, later)
+        got = self.extract(run, tmp_path, target, **incremental)
+        assert rows_of(got, columns) == rows_of(later, columns)
 
     def test_a_reread_returns_the_same_rows(self, run, tmp_path, target):
         """Spark may run a partition's read again (a retried task): reads are deterministic."""
@@ -371,14 +447,25 @@ class ExtractorConformance(ConformanceBase):
         again = self.extract(run, tmp_path, target, **self.partition_options("id", 3))
         assert rows_of(first, columns) == rows_of(again, columns) == rows_of(rows, columns)
 
-    def test_an_unreachable_endpoint_is_transient_and_names_the_source(self, run, tmp_path, target):
-        down = self.unreachable()
-        source = {**self._with_credentials(self.source_block(target)), **down}
+    def assert_extract_fails(
+        self, run: Any, tmp_path: Path, target: str, options: dict, error: type[EtlError]
+    ) -> None:
+        """Reading with ``options`` over the source block fails with ``error`` naming the
+        source, without a secret."""
+        source = {**self._with_credentials(self.source_block(target)), **options}
         sink = {"type": "files", "input": "src", "path": str(tmp_path / "out")}
-        with pytest.raises(TransientError) as failure:
+        with pytest.raises(error) as failure:
             run({"src": source}, {"out": sink})
         assert "src" in str(failure.value), failure.value
         self.assert_no_secret(failure.value)
+
+    def test_an_unreachable_endpoint_is_transient_and_names_the_source(self, run, tmp_path, target):
+        self.assert_extract_fails(run, tmp_path, target, self.unreachable(), TransientError)
+
+    def test_bad_credentials_are_permanent_and_name_the_source(
+        self, run, tmp_path, target, monkeypatch
+    ):
+        self.assert_extract_fails(run, tmp_path, target, self.refused(monkeypatch), PermanentError)
 
     def test_secrets_do_not_leak_into_errors(self, run, tmp_path, target):
         source = self._with_credentials(self.failing_source_block(target))

@@ -11,7 +11,12 @@ import pytest
 from etl_core import config
 from etl_core.api import RunMetrics
 from etl_core.plugins import PluginHost, get_plugin_host
-from etl_core.testing.servers import MotoServer, moto_process
+from etl_core.testing.servers import (
+    MotoServer,
+    PasswordPostgres,
+    moto_process,
+    password_postgres_cluster,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -68,6 +73,13 @@ def etl_run(etl_spark: SparkSession, tmp_path: Path) -> Callable[..., RunMetrics
         return run_pipeline(pipeline, spark=etl_spark, **kwargs)
 
     return runner
+
+
+@pytest.fixture(scope="session")
+def password_postgres() -> Iterator[PasswordPostgres]:
+    """A PostgreSQL cluster that checks passwords, for the test session (started on first use)."""
+    with password_postgres_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

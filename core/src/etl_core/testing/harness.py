@@ -16,6 +16,7 @@ import pytest
 from etl_core.api import RunMetrics
 from etl_core.plugins import PluginHost, get_plugin_host
 from etl_core.testing.fixtures import run_pipeline
+from etl_core.testing.selection import MARKER, not_applicable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -128,6 +129,28 @@ class ConformanceBase:
         unreachable-endpoint case is then skipped, saying so."""
         return None
 
+    def refused_credentials(self) -> tuple[dict[str, str], dict[str, Any]] | None:
+        """For the bad-credentials case: credential values the component's test endpoint
+        refuses (a wrong password; fields among :meth:`credential_values`'s) and the block
+        options that point at an endpoint that checks them (``{}`` when the usual one does);
+        ``None`` for a component that checks no credentials, whose case is then skipped,
+        saying so."""
+        return None
+
+    def refused(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        """Serve the refused credential values from the ``conformance`` entry; return the
+        block options of :meth:`refused_credentials`."""
+        answer = self.refused_credentials()
+        if answer is None:
+            pytest.skip(f"{self.component} checks no credentials")  # type: ignore[attr-defined]
+        values, options = answer
+        unknown = set(values) - set(self.credential_values())
+        assert not unknown, f"refused_credentials names fields credential_values lacks: {unknown}"
+        for field, value in values.items():
+            monkeypatch.setenv(f"ETL_CONFORMANCE_{field.upper()}", value)
+        self.refused_values = values
+        return options
+
     def unreachable(self) -> dict[str, Any]:
         options = self.unreachable_options()
         if options is None:
@@ -138,6 +161,17 @@ class ConformanceBase:
     @pytest.fixture
     def conformance_host(self) -> PluginHost:
         return get_plugin_host()
+
+    @pytest.fixture(autouse=True)
+    def _applies(self, request: pytest.FixtureRequest, conformance_host: PluginHost) -> None:
+        """Skip, saying why, a case marked ``applies(...)`` that this component does not
+        declare (the pytest plugin already deselected it when the component is installed)."""
+        marker = request.node.get_closest_marker(MARKER)
+        if marker is not None:
+            kind, name = self.component_kind, self.component  # type: ignore[attr-defined]
+            reason = not_applicable(conformance_host.component(kind, name), marker)
+            if reason:
+                pytest.skip(reason)
 
     def credential_values(self) -> dict[str, str]:
         """The credential fields the components take, by value. The suite serves them through
@@ -231,7 +265,8 @@ class ConformanceBase:
 
     def assert_no_secret(self, exc: BaseException | str) -> None:
         text = exc if isinstance(exc, str) else f"{exc!s}\n{exc!r}"
-        for field, value in self.credential_values().items():
+        values = [*self.credential_values().items(), *getattr(self, "refused_values", {}).items()]
+        for field, value in values:
             if any(word in field for word in ("password", "secret", "token")) and value:
                 assert value not in text, f"the {field} leaked into an error message"
 

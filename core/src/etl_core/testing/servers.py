@@ -1,24 +1,38 @@
 """Test servers for connector tests: a free port, a readiness probe, a server process started
-once and stopped at the end, and moto (S3, CloudWatch, IAM) with fixes for two of its bugs."""
+once and stopped at the end, moto (S3, CloudWatch, IAM) with fixes for two of its bugs, and a
+throwaway PostgreSQL cluster that checks passwords."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib.util
 import os
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
-__all__ = ["MotoServer", "answers", "free_port", "moto_process", "server_process"]
+__all__ = [
+    "MotoServer",
+    "PasswordPostgres",
+    "answers",
+    "free_port",
+    "moto_process",
+    "password_postgres_cluster",
+    "server_process",
+]
 
 
 def free_port() -> int:
@@ -163,3 +177,75 @@ def moto_process(log_file: Path, *, no_auth_calls: int | None = None) -> Iterato
         command, ready=lambda: answers(f"{url}/moto-api/"), log_file=log_file, env=env
     ):
         yield MotoServer(url, log_file)
+
+
+@attrs.frozen
+class PasswordPostgres:
+    """A PostgreSQL cluster on 127.0.0.1 that checks passwords (scram-sha-256)."""
+
+    port: int
+    superuser: str
+    password: str
+
+    def connection(self, database: str = "postgres") -> dict[str, Any]:
+        """A ``connection:`` block of the postgres plugin for this cluster."""
+        return {"host": "127.0.0.1", "port": self.port, "database": database, "sslmode": "disable"}
+
+    def connect(self, user: str, password: str, dbname: str = "postgres") -> Any:
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            dbname=dbname,
+            user=user,
+            password=password,
+            connect_timeout=5,
+        )
+
+
+def _pg_bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are missing")
+    return Path(initdb).parent
+
+
+@contextlib.contextmanager
+def password_postgres_cluster() -> Iterator[PasswordPostgres]:
+    """A new cluster with password auth on a free port for the block (the machine's own
+    PostgreSQL trusts every local connection): initdb + pg_ctl as the ``postgres`` user
+    (PostgreSQL refuses to run as root) in a folder under /tmp, stopped and removed after.
+    About 3 s; start it once per test session."""
+    bindir = _pg_bindir()
+    root = Path(tempfile.mkdtemp(prefix="etl-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    password = secrets.token_urlsafe(18)
+    pwfile = root / "pwfile"
+    pwfile.write_text(password + "\n")
+    pwfile.chmod(0o600)
+    if as_postgres:
+        shutil.chown(pwfile, "postgres")
+    data, port = root / "data", free_port()
+
+    def run(*args: str) -> None:
+        done = subprocess.run([*as_postgres, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}")
+
+    initdb = ["-D", str(data), "-U", "postgres", "-A", "scram-sha-256", "--no-sync"]
+    run(str(bindir / "initdb"), *initdb, f"--pwfile={pwfile}")
+    pwfile.unlink()
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root}"
+    log = str(root / "log")
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", log, "-o", options, "start")
+    try:
+        yield PasswordPostgres(port, "postgres", password)
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        shutil.rmtree(root, ignore_errors=True)

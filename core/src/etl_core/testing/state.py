@@ -10,7 +10,10 @@ its ``state:`` block, and get the tests.
 
 Each test runs a ``files`` source read incrementally (``{by: modified_time}``) into a ``files``
 sink on the shared ``etl_spark`` session, each run with a fresh plugin host, so a bookmark can
-only come from the store.
+only come from the store. Two runs at once are made by starting the second from inside the
+first (from its ``etl_stage_finished`` hook, after it read and before it publishes), which is
+exactly the window a concurrent run would hit; the store's :meth:`~etl_core.StateStore.hold`
+must refuse it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from etl_core.errors import EtlError
+from etl_core.errors import EtlError, RunLocked
+from etl_core.markers import hookimpl
 from etl_core.plugins import get_plugin_host
 from etl_core.testing.fixtures import run_pipeline
 
@@ -50,7 +54,9 @@ class StateStoreConformance:
         stamp = time.time() - age_s
         os.utime(path, (stamp, stamp))
 
-    def rows_read(self, etl_spark: Any, tmp_path: Path, sink: dict | None = None) -> int:
+    def rows_read(
+        self, etl_spark: Any, tmp_path: Path, sink: dict | None = None, observer: object = None
+    ) -> int:
         pipeline = {
             "name": "state_conformance",
             "credentials": self.credentials(),
@@ -69,7 +75,8 @@ class StateStoreConformance:
             },
         }
         host = get_plugin_host()  # nothing carried over from the last run but the store
-        metrics = run_pipeline(pipeline, spark=etl_spark, host=host, base_dir=tmp_path)
+        with host.observing(*[o for o in [observer] if o is not None]):
+            metrics = run_pipeline(pipeline, spark=etl_spark, host=host, base_dir=tmp_path)
         extract = metrics.stage("src", "extract")
         assert extract is not None and extract.rows_out is not None, metrics.stages
         return extract.rows_out
@@ -91,3 +98,24 @@ class StateStoreConformance:
             self.rows_read(etl_spark, tmp_path, sink=refused)
         assert self.rows_read(etl_spark, tmp_path) == 3  # the failed run moved nothing
         assert self.rows_read(etl_spark, tmp_path) == 0
+
+    def test_two_concurrent_runs_cannot_both_move_a_bookmark(self, etl_spark, tmp_path):
+        self.add_file(tmp_path / "in", "a", 3, age_s=60)
+        second: list[Any] = []  # what the run started inside the first one got
+        suite = self
+
+        class SecondRun:
+            @hookimpl
+            def etl_stage_finished(self, pipeline: str, run_id: str, stage: Any) -> None:
+                if not second:
+                    try:
+                        second.append(suite.rows_read(etl_spark, tmp_path))
+                    except EtlError as exc:
+                        second.append(exc)
+
+        assert self.rows_read(etl_spark, tmp_path, observer=SecondRun()) == 3
+        assert len(second) == 1 and isinstance(second[0], RunLocked), second
+        assert "another run holds its incremental bookmarks" in str(second[0])
+        assert self.rows_read(etl_spark, tmp_path) == 0  # moved once, by the first run
+        self.add_file(tmp_path / "in", "b", 2)
+        assert self.rows_read(etl_spark, tmp_path) == 2  # the hold ended with the run

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
@@ -20,9 +21,11 @@ from etl_core import (
     LoadError,
     PermanentError,
     Rejected,
+    RunLocked,
     Staged,
     StateStore,
     datasources,
+    held_by_another_run,
 )
 from etl_core.relational import (
     LEDGER_TABLE,
@@ -689,6 +692,21 @@ class PostgresStateStore(StateStore):
             "bookmark jsonb, updated_at timestamptz NOT NULL DEFAULT now(), "
             "PRIMARY KEY (pipeline, source))"
         )
+
+    @contextmanager
+    def hold(self, base_dir: Path, pipeline: str, options: PostgresStateOptions) -> Iterator[None]:
+        """A session advisory lock on (table, pipeline) for the run, so runs on every machine
+        that shares the table take turns; the server drops it with the connection, also when
+        the run is killed."""
+        what = f"state store ({options.table})"
+        with control(ConnInfo.from_options(options), what, autocommit=True) as conn:
+            held = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", [options.table, pipeline]
+            ).fetchone()
+            if not (held and held[0]):
+                where = f"advisory lock on {options.table}"
+                raise RunLocked(held_by_another_run(pipeline, where))
+            yield  # closing the connection releases the lock
 
     def load(self, base_dir: Path, pipeline: str, options: PostgresStateOptions) -> dict[str, Any]:
         table = self._table(options)

@@ -83,7 +83,8 @@ class S3Extractor(Extractor):
                 _require_bucket(fs, options.bucket, what)
             paths = self._incremental(ctx, every)
             footers = _footers(fs, options, paths, need_first=not ctx.read_schema)
-            schema = self._schema(ctx, fs, options, paths, footers)
+            # nothing new since the bookmark: the columns of what is there, and no rows
+            schema = self._schema(ctx, fs, options, paths or every[:1], footers)
             parts = self._parts(options, paths, footers, _parallelism(ctx))
         except OSError as exc:
             raise translate(exc, what) from None
@@ -210,10 +211,11 @@ class S3Extractor(Extractor):
     def _incremental(ctx: Context, every: list[_Object]) -> list[_Object]:
         if ctx.incremental is None:
             return every
-        newer = [o for o in every if ctx.bookmark is None or o.mtime > float(ctx.bookmark)]
-        if newer:
-            ctx.propose_bookmark(max(o.mtime for o in newer))
-        return newer
+        new, bookmark = manifests.modified_since({o.path: o.mtime for o in every}, ctx.bookmark)
+        if bookmark is not None:
+            ctx.propose_bookmark(bookmark)
+        chosen = set(new)
+        return [o for o in every if o.path in chosen]
 
     def _schema(
         self,
