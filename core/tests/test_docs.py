@@ -135,7 +135,8 @@ HELP_OPTIONS = {"-h", "--help"}
 
 def test_the_cli_has_the_commands_this_test_expects() -> None:
     names = [name for name, _ in commands()]
-    assert {"etl run", "etl validate", "etl explain", "etl clean", "etl plugins show"} <= set(names)
+    expected = {"etl run", "etl validate", "etl explain", "etl clean", "etl plugins show"}
+    assert expected | {"etl new connector"} <= set(names)
 
 
 @pytest.mark.parametrize(("name", "command"), commands(), ids=[n for n, _ in commands()])

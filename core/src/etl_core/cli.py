@@ -277,6 +277,44 @@ def clean(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bo
 
 
 @main.group()
+def new() -> None:
+    """Create a new project from a template."""
+
+
+@new.command("connector")
+@click.argument("name")
+@click.option(
+    "--kinds",
+    default="extractor,loader",
+    show_default=True,
+    help="Comma-separated: extractor, loader, credential_provider, metrics_reporter.",
+)
+@click.option(
+    "--output-dir",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Where to create etl-plugin-NAME/.",
+)
+@click.option("--description", help="The package's one-line description.")
+@_user_errors
+def new_connector(name: str, kinds: str, output_dir: str, description: str | None) -> None:
+    """Create etl-plugin-NAME: a connector package whose components work against a folder of
+    JSON-lines files and pass etl's conformance suites before you change anything."""
+    from pathlib import Path
+
+    from etl_core.scaffold import new_connector as render
+
+    chosen = [k.strip() for k in kinds.split(",") if k.strip()]
+    folder = render(name, chosen, Path(output_dir), description)
+    click.echo(f"created {folder} ({', '.join(chosen)})")
+    click.echo("next:")
+    click.echo(f"  pip install -e '{folder}[test]'")
+    click.echo(f"  pytest {folder}")
+
+
+@main.group()
 def dlq() -> None:
     """Work with dead letters (rows a run rejected)."""
 
