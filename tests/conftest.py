@@ -40,8 +40,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Venv:
-    """A fresh virtualenv, with helpers to run its programs in a clean environment (no
-    PYTHONPATH, nothing of the outer environment's packages)."""
+    """A fresh virtualenv, with helpers to run its programs in a clean environment: no
+    PYTHONPATH, no ETL_* variables, and no PYSPARK_*/SPARK_* ones (the test session's Spark
+    sets PYSPARK_PYTHON to this interpreter, whose workers would not see the venv's packages)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -49,7 +50,8 @@ class Venv:
         self.env = {
             k: v
             for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("ETL_")
+            if k not in ("PYTHONPATH", "VIRTUAL_ENV")
+            and not k.startswith(("ETL_", "PYSPARK_", "SPARK_"))
         }
         self.env["PATH"] = f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"
         self.env["VIRTUAL_ENV"] = str(path)

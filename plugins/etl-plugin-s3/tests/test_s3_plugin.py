@@ -1,14 +1,11 @@
 """The s3 source and sink against real moto servers: formats, partitions, modes, corrupt
-objects, credentials per source (an enforced-auth server), a killed load, dead letters."""
+objects, credentials per source (an enforced-auth server), dead letters. A load killed
+mid-way is the conformance suite's killed-run case (test_conformance.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -360,58 +357,3 @@ def test_a_wrong_secret_is_a_clear_permanent_error(etl_run, tmp_path, enforced, 
     text = str(failure.value)
     assert "source 'people'" in text and "SignatureDoesNotMatch" in text
     assert "not-the-secret" not in text
-
-
-# -- a load killed mid-way ---------------------------------------------------------------
-
-
-def test_a_load_killed_mid_way_leaves_the_target_as_it_was(
-    etl_run, tmp_path, s3_env, block, s3, bucket, s3h, monkeypatch
-):
-    before = [{"id": 100, "name": "old", "country": "fr"}]
-    source = {"type": "files", "format": "parquet", "path": write_input(tmp_path / "old", before)}
-    sink = {**block("kill", mode="append"), "input": "rows"}
-    etl_run(pipeline(s3_env, {"rows": source}, {"out": sink}), plugins=True)
-    published = s3h.keys(s3, bucket, "kill/")
-
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(12):  # 12 input partitions, slowed down below: tasks finish one by one
-        rows = [{"id": i * 10 + j, "name": "new", "country": "de"} for j in range(10)]
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), folder / f"p{i}.parquet")
-    slow = "SELECT id, name, country, reflect('java.lang.Thread', 'sleep', 150L) AS z FROM rows"
-    spec = pipeline(
-        s3_env,
-        {"rows": {"type": "files", "format": "parquet", "path": str(folder)}},
-        {"out": {**sink, "input": "slow"}},
-        transforms={"slow": {"type": "sql", "inputs": ["rows"], "query": slow}},
-    )
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "pipeline.yaml").write_text(yaml.safe_dump(spec))
-    etl = Path(sys.executable).with_name("etl")
-    process = subprocess.Popen(
-        [str(etl), "run", str(work / "pipeline.yaml")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        while not s3h.keys(s3, bucket, "kill/_etl/tmp/"):
-            assert process.poll() is None, "etl run ended before it staged anything"
-            assert time.monotonic() < deadline, "no staged object appeared"
-            time.sleep(0.2)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert s3h.keys(s3, bucket, "kill/_etl/tmp/")  # the killed run's staging is left behind
-    visible = [k for k in s3h.keys(s3, bucket, "kill/") if "/_etl/tmp/" not in k]
-    assert visible == published  # the target is as it was
-    back = copy_back(etl_run, s3_env, tmp_path, block("kill", format="parquet"))
-    assert back == before
-    # the next run of that pipeline cleans the dead run's staging, then loads
-    monkeypatch.chdir(work)
-    etl_run(spec, base_dir=work, plugins=True)
-    assert s3h.keys(s3, bucket, "kill/_etl/tmp/") == []
-    assert len(copy_back(etl_run, s3_env, tmp_path, block("kill", format="parquet"), "b2")) == 121
