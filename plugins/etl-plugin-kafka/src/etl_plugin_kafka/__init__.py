@@ -1,0 +1,1 @@
+"""etl connector for Apache Kafka."""

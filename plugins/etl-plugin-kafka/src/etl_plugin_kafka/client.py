@@ -1,0 +1,360 @@
+"""Talks to Kafka through one of two clients with one interface: ``confluent`` (librdkafka, the
+default: about 20 times faster here) and ``kafka-python`` (pure Python). The driver lists
+partitions and their offsets; each executor task fetches one offset range and turns it into
+Arrow batches. Errors come out as the core's Transient/PermanentError, naming the block; no
+message quotes a password (the clients' own texts carry none)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+import pyarrow as pa
+
+from etl_core import EtlError, PermanentError, TransientError
+
+#: records per Arrow batch a fetch yields
+BATCH_RECORDS = 50_000
+HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+#: the Kafka columns every format has, after the key and value (or the value's fields)
+META_DDL = "topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP, "
+META_DDL += "headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
+META = ("topic", "partition", "offset", "timestamp", "headers")
+
+
+@attrs.frozen
+class Record:
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    timestamp_ms: int | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+@attrs.frozen
+class Settings:
+    """What a client needs, as plain values (it travels to the executors in the data source's
+    options; the password under its own option, which Spark redacts from plans)."""
+
+    bootstrap_servers: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    ssl_cafile: str | None = None
+    api_version: str | None = None
+    timeout_s: float = 10.0
+    user: str | None = None
+    password: str | None = None
+
+
+_TRANSIENT_CODES = {
+    "_TRANSPORT",
+    "_ALL_BROKERS_DOWN",
+    "_TIMED_OUT",
+    "_RESOLVE",
+    "NETWORK_EXCEPTION",
+    "REQUEST_TIMED_OUT",
+    "LEADER_NOT_AVAILABLE",
+    "NOT_LEADER_FOR_PARTITION",
+    "NOT_LEADER_OR_FOLLOWER",
+    "BROKER_NOT_AVAILABLE",
+}
+_TRANSIENT_TEXT = re.compile(
+    r"NoBrokersAvailable|KafkaTimeoutError|timed out|Connection refused|KafkaConnectionError",
+    re.I,
+)
+
+
+def translate(exc: BaseException, what: str) -> EtlError:
+    """A client error as a typed one naming ``what``: transient for brokers that cannot be
+    reached or moved leadership, permanent for the rest (auth, unknown topics, bad offsets)."""
+    if isinstance(exc, EtlError):
+        return exc
+    code = ""
+    error = exc.args[0] if exc.args else None
+    if hasattr(error, "name"):  # confluent_kafka.KafkaError
+        code = error.name()
+        text = f"{code}: {error.str()}"
+    else:
+        text = f"{type(exc).__name__}: {exc}".strip()
+    if code in _TRANSIENT_CODES or _TRANSIENT_TEXT.search(text):
+        return TransientError(f"{what}: cannot reach the brokers ({text}); check `connection`")
+    if "AUTH" in code.upper() or "Authentication" in text or "SASL" in text:
+        return PermanentError(f"{what}: the brokers refused the login ({text})")
+    return PermanentError(f"{what}: {text}")
+
+
+def _reachable(settings: Settings, what: str) -> None:
+    """Fail at once, as transient, when no bootstrap server accepts a TCP connection (the
+    clients otherwise retry for minutes, whatever their timeouts say)."""
+    import socket
+
+    for address in settings.bootstrap_servers.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), settings.timeout_s).close()
+            return
+        except (OSError, ValueError):
+            continue
+    raise TransientError(
+        f"{what}: cannot reach any of the brokers {settings.bootstrap_servers}; check "
+        "`connection.bootstrap_servers`"
+    )
+
+
+def backend(settings: Settings, client: str, what: str) -> Backend:
+    kind = ConfluentBackend if client == "confluent" else KafkaPythonBackend
+    _reachable(settings, what)
+    try:
+        return kind(settings)
+    except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
+        raise translate(exc, what) from None
+
+
+class Backend:
+    """One client's consumer, assigned by hand: no consumer group, nothing committed."""
+
+    def partitions(self, topics: Sequence[str], pattern: str | None) -> list[tuple[str, int]]:
+        raise NotImplementedError
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[list[Record]]:
+        """The records of ``[start, end)``, in batches (fewer when the log has gaps)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _chosen(names: Sequence[str], topics: Sequence[str], pattern: str | None) -> list[str]:
+        if pattern:
+            return sorted(n for n in names if re.fullmatch(pattern, n))
+        missing = [t for t in topics if t not in names]
+        if missing:
+            raise PermanentError(f"no topic {', '.join(map(repr, missing))} on the brokers")
+        return list(topics)
+
+
+class ConfluentBackend(Backend):
+    def __init__(self, settings: Settings):
+        from confluent_kafka import Consumer
+
+        conf: dict[str, Any] = {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "security.protocol": settings.security_protocol,
+            "group.id": "etl-reader",  # required by the client; nothing is committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "socket.timeout.ms": int(settings.timeout_s * 1000),
+            "log_level": 2,
+        }
+        if settings.sasl_mechanism:
+            conf["sasl.mechanisms"] = settings.sasl_mechanism
+        if settings.user is not None:
+            conf.update({"sasl.username": settings.user, "sasl.password": settings.password})
+        if settings.ssl_cafile:
+            conf["ssl.ca.location"] = settings.ssl_cafile
+        self.timeout = settings.timeout_s
+        self.consumer = Consumer(conf)
+
+    def partitions(self, topics: Sequence[str], pattern: str | None) -> list[tuple[str, int]]:
+        metadata = self.consumer.list_topics(timeout=self.timeout)
+        names = self._chosen(list(metadata.topics), topics, pattern)
+        return [(t, p) for t in names for p in sorted(metadata.topics[t].partitions)]
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        from confluent_kafka import TopicPartition
+
+        low, high = self.consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=self.timeout
+        )
+        return int(low), int(high)
+
+    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[list[Record]]:
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+        self.consumer.assign([TopicPartition(topic, partition, start)])
+        position = start
+        while position < end:
+            messages = self.consumer.consume(min(BATCH_RECORDS, end - position), self.timeout)
+            if not messages:
+                raise TransientError(
+                    f"no records from {topic}[{partition}] at offset {position} within "
+                    f"{self.timeout:g}s"
+                )
+            batch, done = [], False
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 - its public name
+                        done = True
+                        break
+                    raise KafkaException(error)
+                if message.offset() >= end:
+                    done = True
+                    break
+                kind, stamp = message.timestamp()
+                batch.append(
+                    Record(
+                        message.key(),
+                        message.value(),
+                        message.offset(),
+                        stamp if kind else None,
+                        tuple(message.headers() or ()),
+                    )
+                )
+                position = message.offset() + 1
+            if batch:
+                yield batch
+            if done:
+                return
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class KafkaPythonBackend(Backend):
+    def __init__(self, settings: Settings):
+        from kafka import KafkaConsumer
+
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": settings.bootstrap_servers.split(","),
+            "security_protocol": settings.security_protocol,
+            "enable_auto_commit": False,
+            "group_id": None,
+            "request_timeout_ms": int(settings.timeout_s * 1000) + 1000,
+        }
+        if settings.api_version:
+            kwargs["api_version"] = tuple(int(p) for p in settings.api_version.split("."))
+        if settings.sasl_mechanism:
+            kwargs["sasl_mechanism"] = settings.sasl_mechanism
+        if settings.user is not None:
+            kwargs.update(sasl_plain_username=settings.user, sasl_plain_password=settings.password)
+        if settings.ssl_cafile:
+            kwargs["ssl_cafile"] = settings.ssl_cafile
+        self.timeout = settings.timeout_s
+        self.consumer = KafkaConsumer(**kwargs)
+        try:  # metadata calls wait forever for brokers that never answer: bound the wait here
+            self.consumer.bootstrap(timeout_ms=int(settings.timeout_s * 1000))
+        except BaseException:
+            self.consumer.close()
+            raise
+
+    def partitions(self, topics: Sequence[str], pattern: str | None) -> list[tuple[str, int]]:
+        names = self._chosen(sorted(self.consumer.topics()), topics, pattern)
+        return [(t, p) for t in names for p in sorted(self.consumer.partitions_for_topic(t))]
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        from kafka import TopicPartition
+
+        tp = TopicPartition(topic, partition)
+        low = self.consumer.beginning_offsets([tp], timeout_ms=self.timeout * 1000)[tp]
+        high = self.consumer.end_offsets([tp], timeout_ms=self.timeout * 1000)[tp]
+        return int(low), int(high)
+
+    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[list[Record]]:
+        from kafka import TopicPartition
+
+        tp = TopicPartition(topic, partition)
+        self.consumer.assign([tp])
+        self.consumer.seek(tp, start)
+        while self.consumer.position(tp) < end:
+            polled = self.consumer.poll(
+                timeout_ms=int(self.timeout * 1000), max_records=BATCH_RECORDS
+            ).get(tp, [])
+            if not polled:
+                if self.consumer.position(tp) >= end:
+                    return
+                raise TransientError(
+                    f"no records from {topic}[{partition}] at offset "
+                    f"{self.consumer.position(tp)} within {self.timeout:g}s"
+                )
+            batch = [
+                Record(r.key, r.value, r.offset, r.timestamp, tuple(r.headers or ()))
+                for r in polled
+                if r.offset < end
+            ]
+            if batch:
+                yield batch
+            if polled[-1].offset >= end - 1:
+                return
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _text(values: Sequence[bytes | None]) -> list[str | None]:
+    return [None if v is None else v.decode("utf-8", errors="replace") for v in values]
+
+
+def to_arrow(
+    records: Sequence[Record], topic: str, partition: int, fmt: str, schema: pa.Schema
+) -> pa.RecordBatch:
+    """The records as a batch of ``schema`` (the read's Arrow schema): the key and value (or,
+    for ``json``, the value's fields), then the Kafka columns."""
+    n = len(records)
+    meta = {
+        "topic": pa.array([topic] * n, pa.string()),
+        "partition": pa.array([partition] * n, pa.int32()),
+        "offset": pa.array([r.offset for r in records], pa.int64()),
+        "timestamp": pa.array(
+            [None if r.timestamp_ms is None else r.timestamp_ms * 1000 for r in records],
+            pa.timestamp("us", tz="UTC"),
+        ),
+        "headers": pa.array(
+            [[{"key": k, "value": v} for k, v in r.headers] for r in records], HEADERS
+        ),
+    }
+    keys = [r.key for r in records]
+    values = [r.value for r in records]
+    if fmt == "json":
+        parsed = parse_json(values, schema)
+        columns = {name: parsed.column(name).combine_chunks() for name in parsed.column_names}
+        columns["key"] = pa.array(_text(keys), pa.string())
+    elif fmt == "string":
+        columns = {"key": pa.array(_text(keys)), "value": pa.array(_text(values))}
+    else:
+        columns = {"key": pa.array(keys, pa.binary()), "value": pa.array(values, pa.binary())}
+    columns.update(meta)
+    arrays = [columns[field.name].cast(field.type) for field in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _as_text(kind: pa.DataType) -> bool:
+    return pa.types.is_date(kind) or pa.types.is_timestamp(kind) or pa.types.is_decimal(kind)
+
+
+def parse_json(values: Sequence[bytes | None], schema: pa.Schema) -> pa.Table:
+    """The JSON values' fields named by ``schema`` (the value fields come first in it; Kafka's
+    columns follow and are ignored here). A null value (a tombstone) is a row of nulls. Raises
+    ``ValueError`` naming the first value that is not a JSON object."""
+    import json
+
+    import pyarrow.json as pj
+
+    fields = [f for f in schema if f.name not in (*META, "key")]
+    value_schema = pa.schema(fields)
+    wire = pa.schema([f.with_type(pa.string()) if _as_text(f.type) else f for f in fields])
+    # a JSON text holds a raw newline only as whitespace: one value per line is safe
+    lines = [b"{}" if v is None else v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
+    options = pj.ParseOptions(explicit_schema=wire, unexpected_field_behavior="ignore")
+    try:
+        table = pj.read_json(pa.py_buffer(b"\n".join(lines)), parse_options=options)
+    except pa.ArrowInvalid:
+        for i, value in enumerate(lines):
+            try:
+                if not isinstance(json.loads(value), dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                raise ValueError(f"record {i} of the batch is not a JSON object: {exc}") from None
+        raise
+    if table.num_rows != len(values):
+        raise ValueError(f"{len(values)} values gave {table.num_rows} JSON rows")
+    return table.cast(value_schema)
+
+
+def options_of(connection: Mapping[str, Any]) -> Settings:
+    return Settings(**connection)

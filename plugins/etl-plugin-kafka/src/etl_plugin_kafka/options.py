@@ -1,0 +1,80 @@
+"""Options of the ``kafka`` source (attrs classes, structured strictly by the core)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from etl_core import Secret, one_of, positive
+
+FORMATS = ("bytes", "string", "json")
+CLIENTS = ("confluent", "kafka-python")
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _offsets(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``earliest``, ``latest``, or ``{topic: {partition: offset}}``."""
+    from etl_core.options import ValueProblem
+
+    if value in ("earliest", "latest"):
+        return
+    ok = isinstance(value, dict) and all(
+        isinstance(parts, dict)
+        and all(str(p).isdigit() and isinstance(o, int) and o >= 0 for p, o in parts.items())
+        for parts in value.values()
+    )
+    if not ok:
+        raise ValueProblem(
+            f"{value!r}: use `earliest`, `latest`, or offsets per topic and partition, e.g. "
+            "`{orders: {0: 1200, 1: 980}}`",
+            attribute.name,
+        )
+
+
+@attrs.frozen
+class Connection:
+    #: ``host:port`` of one or more brokers, comma-separated
+    bootstrap_servers: str
+    security_protocol: str = attrs.field(default="PLAINTEXT", validator=one_of(*PROTOCOLS))
+    #: with SASL_*: the mechanism; the login comes from `user` and `password`
+    sasl_mechanism: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(one_of(*MECHANISMS))
+    )
+    #: with SSL/SASL_SSL: the CA file that signed the brokers' certificates
+    ssl_cafile: str | None = None
+    #: kafka-python only: the broker API version to assume, e.g. ``2.3.0`` (skips probing,
+    #: which some brokers answer badly)
+    api_version: str | None = None
+    #: seconds to wait for the brokers before failing with a transient error
+    timeout_s: float = attrs.field(default=10.0, validator=positive)
+
+
+@attrs.frozen(kw_only=True)
+class KafkaSourceOptions:
+    connection: Connection
+    #: the topics to read (or `pattern`)
+    topics: list[str] = attrs.field(factory=list)
+    #: or every topic whose name matches this regular expression
+    pattern: str | None = None
+    #: where each partition's read starts: ``earliest``, ``latest`` or explicit offsets
+    starting_offsets: Any = attrs.field(default="earliest", validator=_offsets)
+    #: where it ends (exclusive), fixed when the run plans its read: ``latest`` or explicit
+    ending_offsets: Any = attrs.field(default="latest", validator=_offsets)
+    #: ``bytes`` (key and value as binary), ``string`` (UTF-8) or ``json`` (the value's fields,
+    #: declared by the source's `read_schema`, as columns)
+    format: str = attrs.field(default="bytes", validator=one_of(*FORMATS))
+    #: ``confluent`` (librdkafka, the default) or ``kafka-python`` (pure Python)
+    client: str = attrs.field(default="confluent", validator=one_of(*CLIENTS))
+    #: split a partition's range into Spark partitions of at most this many records
+    records_per_split: int = attrs.field(default=200_000, validator=positive)
+    #: SASL login, from a `credentials:` entry
+    user: Secret | None = None
+    password: Secret | None = None
+
+    def __attrs_post_init__(self) -> None:
+        from etl_core.options import ValueProblem
+
+        if bool(self.topics) == bool(self.pattern):
+            raise ValueProblem("name the `topics` to read, or a `pattern`, not both", "topics")

@@ -1,0 +1,121 @@
+"""The kafka source's own behaviour, with each client, against the librdkafka mock cluster:
+the Kafka columns of each format, explicit offsets and patterns, malformed JSON, and what
+`etl validate` refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from etl_core import ConfigError, EtlError, config
+from etl_core.plugins import get_plugin_host
+
+pytestmark = pytest.mark.spark
+CLIENTS = ["confluent", "kafka-python"]
+
+
+def pipeline(source, tmp_path, **extra):
+    return {
+        "name": "kafka_source",
+        "sources": {"src": {"type": "kafka", **source}},
+        "sinks": {"out": {"type": "files", "input": "src", "path": str(tmp_path / "out")}},
+        **extra,
+    }
+
+
+def read_out(tmp_path):
+    return sorted(
+        pq.read_table(tmp_path / "out").to_pylist(), key=lambda r: (r["partition"], r["offset"])
+    )
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_bytes_and_string_carry_every_kafka_column(kafka_cluster, etl_run, tmp_path, client):
+    topic = kafka_cluster.topic(2)
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka_cluster.bootstrap})
+    producer.produce(topic, key=b"k1", value=b"v1", partition=0, headers=[("h", b"x")],
+                     timestamp=1_700_000_000_000)  # fmt: skip
+    producer.produce(topic, key=None, value=None, partition=1)  # a tombstone
+    assert producer.flush(10) == 0
+    source = {"connection": kafka_cluster.connection(client), "topics": [topic],
+              "client": client}  # fmt: skip
+    etl_run(pipeline(source, tmp_path), plugins=True)
+    first, tombstone = read_out(tmp_path)
+    assert (first["key"], first["value"], first["topic"], first["offset"]) == (
+        b"k1",
+        b"v1",
+        topic,
+        0,
+    )
+    assert first["headers"] == [{"key": "h", "value": b"x"}]
+    assert first["timestamp"].timestamp() == 1_700_000_000
+    assert (tombstone["key"], tombstone["value"], tombstone["partition"]) == (None, None, 1)
+    etl_run(pipeline({**source, "format": "string"}, tmp_path / "s"), plugins=True)
+    strings = read_out(tmp_path / "s")
+    assert (strings[0]["key"], strings[0]["value"]) == ("k1", "v1")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_explicit_offsets_and_a_pattern_read_exactly_that_range(
+    kafka_cluster, etl_run, tmp_path, client
+):
+    topic = kafka_cluster.topic(2, prefix="etl-pattern")
+    kafka_cluster.produce(topic, ((None, str(i).encode(), i % 2) for i in range(20)))
+    source = {
+        "connection": kafka_cluster.connection(client),
+        "pattern": f"{topic}",
+        "client": client,
+        "format": "string",
+        "starting_offsets": {topic: {0: 2, 1: 0}},
+        "ending_offsets": {topic: {0: 5, 1: 1}},
+    }
+    etl_run(pipeline(source, tmp_path), plugins=True)
+    got = [(r["partition"], r["offset"], r["value"]) for r in read_out(tmp_path)]
+    assert got == [(0, 2, "4"), (0, 3, "6"), (0, 4, "8"), (1, 0, "1")]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_value_that_is_not_json_fails_naming_where_it_is(
+    kafka_cluster, etl_run, tmp_path, client
+):
+    topic = kafka_cluster.topic(1)
+    values = [json.dumps({"id": 1}).encode(), b"not json", json.dumps({"id": 3}).encode()]
+    kafka_cluster.produce(topic, ((None, v, 0) for v in values))
+    source = {"connection": kafka_cluster.connection(client), "topics": [topic],
+              "client": client, "format": "json", "read_schema": "id BIGINT"}  # fmt: skip
+    with pytest.raises(EtlError) as failure:
+        etl_run(pipeline(source, tmp_path), plugins=True)
+    text = str(failure.value)
+    assert f"{topic}[0] offsets 0..2" in text and "not a JSON object" in text, text
+    assert "record 1 of the batch" in text
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            {"topics": ["a"], "pattern": "a.*"},
+            "name the `topics` to read, or a `pattern`, not both",
+        ),
+        ({"topics": ["a"], "starting_offsets": {"a": {"zero": 1}}}, "starting_offsets: {'a'"),
+        ({"topics": ["a"], "format": "avro"}, "sources.src.format"),
+    ],
+)
+def test_validate_refuses_what_cannot_be_read(tmp_path, options, expected):
+    source = {"connection": {"bootstrap_servers": "localhost:9092"}, **options}
+    with pytest.raises(ConfigError) as failure:
+        config.check(data=pipeline(source, tmp_path), host=get_plugin_host())
+    assert "sources.src" in str(failure.value) and expected in str(failure.value)
+
+
+def test_json_needs_a_read_schema_and_free_column_names(kafka_cluster, etl_run, tmp_path):
+    topic = kafka_cluster.topic(1)
+    source = {"connection": kafka_cluster.connection(), "topics": [topic], "format": "json"}
+    with pytest.raises(EtlError, match="declare them in the source's `read_schema`"):
+        etl_run(pipeline(source, tmp_path), plugins=True)
+    with pytest.raises(EtlError, match=r"column\(s\) offset clash with the Kafka columns"):
+        etl_run(pipeline({**source, "read_schema": "offset BIGINT"}, tmp_path), plugins=True)
