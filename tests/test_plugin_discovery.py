@@ -166,3 +166,22 @@ def test_a_plugin_rule_validates_a_real_run(site: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"numbers +validate +5\n", result.stdout)
     assert "even(n): FAILED (error), 5 rows" in result.stdout
+
+
+def test_loading_every_installed_plugin_imports_no_driver_and_no_spark() -> None:
+    """`etl plugins`, `etl validate` and the start of `etl run` load every plugin: a plugin's
+    registration modules import its drivers (and pyarrow, Spark) only when a component runs."""
+    heavy = (
+        "pyspark", "pyarrow", "confluent_kafka", "kafka", "psycopg", "pymysql", "boto3", "hvac",
+        "adbc_driver_postgresql", "connectorx", "keyring", "prometheus_client",
+    )  # fmt: skip
+    code = (
+        "import sys\n"
+        "from etl_core.plugins import get_plugin_host\n"
+        "host = get_plugin_host()\n"
+        "assert len(host.plugins()) > 5, host.plugins()\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -23,14 +23,13 @@ def _offset(spec: Any, topic: str, partition: int, low: int, high: int, option: 
         return low
     if spec == "latest":
         return high
-    try:
-        return int(spec[topic][str(partition)] if str(partition) in spec[topic]
-                   else spec[topic][partition])  # fmt: skip
-    except KeyError:
+    offsets = {str(p): o for p, o in spec.get(topic, {}).items()}  # YAML keys: int or str
+    if str(partition) not in offsets:
         raise PermanentError(
             f"`{option}` names no offset for {topic}[{partition}]; give one for every "
             "partition of the topics read, or use earliest/latest"
-        ) from None
+        )
+    return int(offsets[str(partition)])
 
 
 class KafkaExtractor(Extractor):
