@@ -1,6 +1,6 @@
 """Moving rows on the executors through a Spark Python data source (``pyspark.sql.datasource``):
-registering it, handing it its options, the Arrow schema its reader yields (public surface for
-plugins).
+registering it, handing it its options, the Arrow schema its reader yields, the records it
+could not read routed to the dead letters (public surface for plugins).
 
 PySpark and pyarrow are imported inside the functions: a plugin's driver-side module imports
 this one without importing Spark.
@@ -9,12 +9,12 @@ this one without importing Spark.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.datasource import DataSource
     from pyspark.sql.types import StructType
 
@@ -54,3 +54,38 @@ def arrow_schema(schema: StructType) -> pa.Schema:
 
     arrow = to_arrow_schema(schema, timezone="UTC", prefers_large_types=False)
     return pa.schema([field.with_nullable(True) for field in arrow])
+
+
+def split_unreadable(
+    ctx: Any,
+    df: DataFrame,
+    marker: str,
+    *,
+    rule: str,
+    message: str | Column,
+    position: str | Column,
+    row: str | Column | None = None,
+    drop: Sequence[str] = (),
+) -> DataFrame:
+    """For a source whose reader marks the records it could not read (column ``marker`` set,
+    e.g. to the raw text): send those to the ``extract`` dead letters through ``ctx`` (the
+    extractor's ``Context``) with ``rule``, ``message`` (text, or a column), ``position`` and
+    ``row`` (column names or columns; ``row`` defaults to the marker), and return the other
+    rows without the marker and ``drop``. The frame is persisted: one read serves both."""
+    from pyspark.sql import functions as F
+
+    def column(value: str | Column) -> Column:
+        return F.col(value) if isinstance(value, str) else value
+
+    df = ctx.persist(df)
+    text = F.lit(message) if isinstance(message, str) else message
+    error = F.struct(
+        F.lit(rule).alias("rule"), text.alias("message"), F.lit("error").alias("severity")
+    )
+    bad = df.filter(F.col(marker).isNotNull()).select(
+        F.array(error).alias("errors"),
+        column(marker if row is None else row).alias("row"),
+        column(position).alias("source_position"),
+    )
+    ctx.dead_letter("extract", bad)
+    return df.filter(F.col(marker).isNull()).drop(marker, *drop)

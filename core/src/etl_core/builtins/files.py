@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from etl_core import manifests
+from etl_core import datasources, manifests
 from etl_core.api import (
     Context,
     Extractor,
@@ -233,21 +233,15 @@ def _split_malformed(
         df = df.drop(CORRUPT + "_line")
     else:
         df = df.withColumn(_POSITION, F.input_file_name())
-    df = ctx.persist(df)
-    error = F.struct(
-        F.lit("malformed").alias("rule"),
-        F.lit(f"malformed {options.format} record: it does not match the read schema").alias(
-            "message"
-        ),
-        F.lit("error").alias("severity"),
+    return datasources.split_unreadable(
+        ctx,
+        df,
+        CORRUPT,
+        rule="malformed",
+        message=f"malformed {options.format} record: it does not match the read schema",
+        position=_POSITION,
+        drop=[_POSITION],
     )
-    malformed = df.filter(F.col(CORRUPT).isNotNull()).select(
-        F.array(error).alias("errors"),
-        F.col(CORRUPT).alias("row"),
-        F.col(_POSITION).alias("source_position"),
-    )
-    ctx.dead_letter("extract", malformed)
-    return df.filter(F.col(CORRUPT).isNull()).drop(CORRUPT, _POSITION)
 
 
 def _list_files(root: Path) -> list[Path]:

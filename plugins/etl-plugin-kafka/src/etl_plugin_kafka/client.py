@@ -283,3 +283,145 @@ class KafkaPythonBackend(Backend):
 
     def close(self) -> None:
         self.consumer.close()
+
+
+@attrs.frozen
+class ProducerSettings:
+    """How a sink produces: the producer's options besides the connection."""
+
+    topic: str
+    acks: str = "all"
+    compression: str = "none"
+    linger_ms: int = 5
+
+
+class Producer:
+    """One client's producer for one topic: ``send`` queues, ``flush`` waits until every
+    queued record is acknowledged and raises the first delivery error. Idempotent when
+    ``acks`` is ``all`` (a retried send is written once per producer session)."""
+
+    def send(self, key: bytes | None, value: bytes | None, headers: Sequence[Any]) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def producer(settings: Settings, client: str, produce: ProducerSettings, what: str) -> Producer:
+    kind = ConfluentProducer if client == "confluent" else KafkaPythonProducer
+    _reachable(settings, what)
+    try:
+        return kind(settings, produce)
+    except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
+        raise translate(exc, what) from None
+
+
+class ConfluentProducer(Producer):
+    def __init__(self, settings: Settings, produce: ProducerSettings):
+        from confluent_kafka import Producer as Client
+
+        conf: dict[str, Any] = {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "security.protocol": settings.security_protocol,
+            "acks": produce.acks,
+            "enable.idempotence": produce.acks == "all",
+            "compression.type": produce.compression,
+            "linger.ms": produce.linger_ms,
+            "socket.timeout.ms": int(settings.timeout_s * 1000),
+            "log_level": 2,
+        }
+        if settings.sasl_mechanism:
+            conf["sasl.mechanisms"] = settings.sasl_mechanism
+        if settings.user is not None:
+            conf.update({"sasl.username": settings.user, "sasl.password": settings.password})
+        if settings.ssl_cafile:
+            conf["ssl.ca.location"] = settings.ssl_cafile
+        self.topic = produce.topic
+        self.timeout = settings.timeout_s
+        self.failed: list[Any] = []
+        self.client = Client(conf)
+
+    def _delivered(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self.failed.append(error)
+
+    def send(self, key: bytes | None, value: bytes | None, headers: Sequence[Any]) -> None:
+        while True:
+            try:
+                self.client.produce(
+                    self.topic,
+                    value,
+                    key,
+                    headers=list(headers) or None,
+                    on_delivery=self._delivered,
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self.client.poll(0.05)
+        if self.failed:
+            self._raise()
+
+    def flush(self) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        remaining = self.client.flush(self.timeout * 6)
+        if self.failed:
+            self._raise()
+        if remaining:
+            raise KafkaException(
+                KafkaError(KafkaError._TIMED_OUT, f"{remaining} records not acknowledged")  # noqa: SLF001 - its public name
+            )
+
+    def _raise(self) -> None:
+        from confluent_kafka import KafkaException
+
+        raise KafkaException(self.failed[0])
+
+    def close(self) -> None:
+        self.client.flush(0)
+
+
+class KafkaPythonProducer(Producer):
+    def __init__(self, settings: Settings, produce: ProducerSettings):
+        from kafka import KafkaProducer
+
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": settings.bootstrap_servers.split(","),
+            "security_protocol": settings.security_protocol,
+            "acks": "all" if produce.acks == "all" else int(produce.acks),
+            "enable_idempotence": produce.acks == "all",
+            "compression_type": None if produce.compression == "none" else produce.compression,
+            "linger_ms": produce.linger_ms,
+            "request_timeout_ms": int(settings.timeout_s * 1000) + 1000,
+            "max_block_ms": int(settings.timeout_s * 1000),
+        }
+        if settings.api_version:
+            kwargs["api_version"] = tuple(int(p) for p in settings.api_version.split("."))
+        if settings.sasl_mechanism:
+            kwargs["sasl_mechanism"] = settings.sasl_mechanism
+        if settings.user is not None:
+            kwargs.update(sasl_plain_username=settings.user, sasl_plain_password=settings.password)
+        if settings.ssl_cafile:
+            kwargs["ssl_cafile"] = settings.ssl_cafile
+        self.topic = produce.topic
+        self.timeout = settings.timeout_s
+        self.failed: list[BaseException] = []
+        self.client = KafkaProducer(**kwargs)
+
+    def send(self, key: bytes | None, value: bytes | None, headers: Sequence[Any]) -> None:
+        pairs = [(k, b"" if v is None else v) for k, v in headers]  # it sends no null value
+        future = self.client.send(self.topic, value=value, key=key, headers=pairs)
+        future.add_errback(self.failed.append)
+        if self.failed:
+            raise self.failed[0]
+
+    def flush(self) -> None:
+        self.client.flush(timeout=self.timeout * 6)
+        if self.failed:
+            raise self.failed[0]
+
+    def close(self) -> None:
+        self.client.close(timeout=0)

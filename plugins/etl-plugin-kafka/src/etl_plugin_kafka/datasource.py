@@ -1,7 +1,8 @@
-"""The Spark Python data source ``etl_kafka``: each task reads one offset range of one topic
-partition and yields Arrow batches. Imported on the executors from the installed package.
+"""The Spark Python data source ``etl_kafka``: reading, each task reads one offset range of
+one topic partition and yields Arrow batches; writing, each task produces its rows (the kafka
+sink's publish). Imported on the executors from the installed package.
 
-Options (strings): ``plan`` (JSON: ``client``, ``format``, ``splits``: ``[topic, partition,
+Reader options (strings): ``plan`` (JSON: ``client``, ``format``, ``splits``: ``[topic, partition,
 start, end]`` each), ``connection`` (JSON: the client settings but the password), ``secret``
 (JSON: the password or null, under that key so that Spark redacts it from plans), ``what``
 (the block, for errors).
@@ -10,20 +11,38 @@ start, end]`` each), ``connection`` (JSON: the client settings but the password)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import attrs
 import pyarrow as pa
-from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceArrowWriter,
+    DataSourceReader,
+    InputPartition,
+    WriterCommitMessage,
+)
 from pyspark.sql.types import StructType
 
 from etl_core import PermanentError
 from etl_core.datasources import arrow_schema
-from etl_plugin_kafka.client import META, Record, Settings, backend, translate
+from etl_plugin_kafka.client import (
+    META,
+    ProducerSettings,
+    Record,
+    Settings,
+    backend,
+    producer,
+    translate,
+)
 
 HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 
 NAME = "etl_kafka"
+#: with a dead-letter sink, the json format adds this column: the text of each value that is
+#: no JSON object of the read schema (null for the others)
+UNREADABLE = "_etl_unreadable"
 
 
 class KafkaDataSource(DataSource):
@@ -34,16 +53,23 @@ class KafkaDataSource(DataSource):
     def reader(self, schema: StructType) -> DataSourceReader:
         return KafkaReader(self.options, schema)
 
+    def writer(self, schema: StructType, overwrite: bool) -> DataSourceArrowWriter:
+        return KafkaWriter(self.options)
+
+
+def _settings(options: Mapping[str, str]) -> Settings:
+    return attrs.evolve(
+        Settings(**json.loads(options["connection"])),
+        password=json.loads(options.get("secret", "null")),
+    )
+
 
 class KafkaReader(DataSourceReader):
     """One partition per split: a deterministic range, so a retried task reads the same."""
 
-    def __init__(self, options: dict[str, str], schema: StructType):
+    def __init__(self, options: Mapping[str, str], schema: StructType):
         self.plan = json.loads(options["plan"])
-        self.settings = attrs.evolve(
-            Settings(**json.loads(options["connection"])),
-            password=json.loads(options.get("secret", "null")),
-        )
+        self.settings = _settings(options)
         self.what = options.get("what", "kafka source")
         self.schema = arrow_schema(schema)
 
@@ -67,6 +93,47 @@ class KafkaReader(DataSourceReader):
             raise translate(exc, where) from None
         finally:
             consumer.close()
+
+
+class _Produced(WriterCommitMessage):
+    def __init__(self, records: int):
+        self.records = records
+
+
+class KafkaWriter(DataSourceArrowWriter):
+    """Produces each task's rows (columns ``key``, ``value``: binary, ``headers``) to the
+    topic, and returns once every one is acknowledged. Options: ``connection``, ``secret``
+    and ``what`` as the reader's, ``produce`` (JSON: :class:`ProducerSettings`), ``client``."""
+
+    def __init__(self, options: Mapping[str, str]):
+        self.settings = _settings(options)
+        self.produce = ProducerSettings(**json.loads(options["produce"]))
+        self.client = options["client"]
+        self.what = options.get("what", "kafka sink")
+
+    def write(self, iterator: Iterator[pa.RecordBatch]) -> WriterCommitMessage:
+        where = f"{self.what}, producing to {self.produce.topic}"
+        client = producer(self.settings, self.client, self.produce, where)
+        count = 0
+        try:
+            for batch in iterator:
+                keys, values = batch.column("key").to_pylist(), batch.column("value").to_pylist()
+                headers = batch.column("headers").to_pylist()
+                for key, value, pairs in zip(keys, values, headers, strict=True):
+                    client.send(key, value, [(h["key"], h["value"]) for h in pairs or ()])
+                count += batch.num_rows
+            client.flush()
+        except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
+            raise translate(exc, where) from None
+        finally:
+            client.close()
+        return _Produced(count)
+
+    def commit(self, messages: list[WriterCommitMessage | None]) -> None:
+        """Nothing to do: each task's records were acknowledged before it returned."""
+
+    def abort(self, messages: list[WriterCommitMessage | None]) -> None:
+        """Nothing can be taken back from a topic: the sink is at-least-once."""
 
 
 def _text(values: Sequence[bytes | None]) -> list[str | None]:
@@ -94,9 +161,19 @@ def to_arrow(
     keys = [r.key for r in records]
     values = [r.value for r in records]
     if fmt == "json":
-        parsed = parse_json(values, schema)
+        parsed, bad = parse_json(values, schema)
+        if bad and UNREADABLE not in schema.names:
+            raise ValueError(
+                f"{len(bad)} value(s) are not a JSON object of the read schema, the first at "
+                f"offset {records[bad[0]].offset}; fix `read_schema`, or add a dead-letter sink "
+                "(`errors: {dead_letter: ...}`) to route such records there"
+            )
         columns = {name: parsed.column(name).combine_chunks() for name in parsed.column_names}
         columns["key"] = pa.array(_text(keys), pa.string())
+        unreadable: list[str | None] = [None] * n
+        for i, text in zip(bad, _text([values[i] for i in bad]), strict=True):
+            unreadable[i] = text
+        columns[UNREADABLE] = pa.array(unreadable, pa.string())
     elif fmt == "string":
         columns = {"key": pa.array(_text(keys)), "value": pa.array(_text(values))}
     else:
@@ -110,30 +187,47 @@ def _as_text(kind: pa.DataType) -> bool:
     return pa.types.is_date(kind) or pa.types.is_timestamp(kind) or pa.types.is_decimal(kind)
 
 
-def parse_json(values: Sequence[bytes | None], schema: pa.Schema) -> pa.Table:
-    """The JSON values' fields named by ``schema`` (the value fields come first in it; Kafka's
-    columns follow and are ignored here). A null value (a tombstone) is a row of nulls. Raises
-    ``ValueError`` naming the first value that is not a JSON object."""
-    import json
-
+def _read(lines: Sequence[bytes], options: Any, schema: pa.Schema) -> pa.Table:
+    """One row of ``schema`` per line; ``ArrowInvalid`` when a line is no JSON object of it."""
     import pyarrow.json as pj
 
-    fields = [f for f in schema if f.name not in (*META, "key")]
-    value_schema = pa.schema(fields)
+    table = pj.read_json(pa.py_buffer(b"\n".join(lines)), parse_options=options)
+    if table.num_rows != len(lines):
+        raise pa.ArrowInvalid("a line holds more than one JSON value")
+    return table.cast(schema)  # text to dates, timestamps, decimals: may fail too
+
+
+def _unreadable(lines: Sequence[bytes], options: Any, schema: pa.Schema, first: int) -> list[int]:
+    """The indices of the lines that are no JSON object of ``schema``, found by halving: a
+    batch without one costs one parse, each bad line about two parses per halving."""
+    try:
+        _read(lines, options, schema)
+    except pa.ArrowInvalid:
+        if len(lines) == 1:
+            return [first]
+        half = len(lines) // 2
+        return _unreadable(lines[:half], options, schema, first) + _unreadable(
+            lines[half:], options, schema, first + half
+        )
+    return []
+
+
+def parse_json(values: Sequence[bytes | None], schema: pa.Schema) -> tuple[pa.Table, list[int]]:
+    """The JSON values' fields named by ``schema`` (the value fields come first in it; Kafka's
+    columns and the marker follow and are ignored here), one row per value, and the indices
+    of the values that are not a JSON object of those fields (their rows are nulls). A null
+    value (a tombstone) is a row of nulls."""
+    import pyarrow.json as pj
+
+    fields = pa.schema([f for f in schema if f.name not in (*META, "key", UNREADABLE)])
     wire = pa.schema([f.with_type(pa.string()) if _as_text(f.type) else f for f in fields])
     # a JSON text holds a raw newline only as whitespace: one value per line is safe
     lines = [b"{}" if v is None else v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
     options = pj.ParseOptions(explicit_schema=wire, unexpected_field_behavior="ignore")
     try:
-        table = pj.read_json(pa.py_buffer(b"\n".join(lines)), parse_options=options)
+        return _read(lines, options, fields), []
     except pa.ArrowInvalid:
-        for i, value in enumerate(lines):
-            try:
-                if not isinstance(json.loads(value), dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as exc:
-                raise ValueError(f"record {i} of the batch is not a JSON object: {exc}") from None
-        raise
-    if table.num_rows != len(values):
-        raise ValueError(f"{len(values)} values gave {table.num_rows} JSON rows")
-    return table.cast(value_schema)
+        bad = _unreadable(lines, options, fields, 0)
+    for i in bad:
+        lines[i] = b"{}"
+    return _read(lines, options, fields), bad

@@ -1,4 +1,4 @@
-"""Options of the ``kafka`` source (attrs classes, structured strictly by the core)."""
+"""Options of the ``kafka`` source and sink (attrs classes, structured strictly by the core)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ FORMATS = ("bytes", "string", "json")
 CLIENTS = ("confluent", "kafka-python")
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+ACKS = ("all", "1", "0")
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 def _offsets(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -78,3 +80,29 @@ class KafkaSourceOptions:
 
         if bool(self.topics) == bool(self.pattern):
             raise ValueProblem("name the `topics` to read, or a `pattern`, not both", "topics")
+
+
+@attrs.frozen(kw_only=True)
+class KafkaSinkOptions:
+    connection: Connection
+    #: the topic to write (it must exist: topics are created by whoever owns the cluster)
+    topic: str
+    #: ``json`` (each row as a JSON object), ``string`` or ``bytes`` (the input's ``value``
+    #: column, with its ``key`` and ``headers`` columns when it has them, as the source reads)
+    format: str = attrs.field(default="json", validator=one_of(*FORMATS))
+    #: the columns whose values make each record's key (one column: its text; several: a JSON
+    #: object); records with the same key land in the same partition. Default: no key, or the
+    #: input's ``key`` column with ``string``/``bytes``
+    message_key: list[str] = attrs.field(factory=list)
+    #: ``all`` (default: every in-sync replica has the record; the producer is idempotent),
+    #: ``1`` (the leader has it) or ``0`` (sent, unconfirmed)
+    acks: str | int = attrs.field(default="all", converter=str, validator=one_of(*ACKS))
+    compression: str = attrs.field(default="none", validator=one_of(*COMPRESSIONS))
+    #: how long the producer waits to fill a batch, in milliseconds
+    linger_ms: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    client: str = attrs.field(default="confluent", validator=one_of(*CLIENTS))
+    #: where a run stages its rows until it publishes them (relative to the pipeline file); on
+    #: a cluster, a folder the driver and every executor share
+    staging: str = ".etl/staging/kafka"
+    user: Secret | None = None
+    password: Secret | None = None

@@ -6,8 +6,8 @@ Fixtures:
   test session, in its own process, started on first use. ``.bootstrap`` is its address;
   ``.topic(partitions)`` creates a topic with a fresh name (the mock refuses the admin API's
   CreateTopics); ``.produce(topic, records)`` writes ``(key, value, partition)`` records;
-  ``.connection(client)`` is the source's `connection:` block (kafka-python pinned to API 2.3.0,
-  which the mock needs).
+  ``.records(topic)`` reads every ``(key, value, headers)`` back; ``.connection(client)`` is
+  the `connection:` block (kafka-python pinned to API 2.3.0, which the mock needs).
 
 The mock speaks the Kafka protocol but keeps at most about 5 MiB per partition: size tests
 below that. Tests written against it should pass on a real broker too.
@@ -71,6 +71,32 @@ class KafkaCluster:
         if remaining or failed:
             pytest.fail(f"{remaining} records not delivered, {len(failed)} failed: {failed[:3]}")
         return count
+
+    def records(self, topic: str) -> list[tuple[bytes | None, bytes | None, list[Any]]]:
+        """Every ``(key, value, headers)`` record of ``topic``, partition by partition."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(
+            {"bootstrap.servers": self.bootstrap, "group.id": "etl-test", "log_level": 2}
+        )
+        found: list[tuple[bytes | None, bytes | None, list[Any]]] = []
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            for partition in sorted(partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+                consumer.assign([TopicPartition(topic, partition, low)])
+                position = low
+                while position < high:
+                    messages = consumer.consume(high - position, 10)
+                    if not messages:
+                        pytest.fail(f"{topic}[{partition}]: no record at offset {position}")
+                    for message in messages:
+                        if message.error() is None:
+                            found.append((message.key(), message.value(), message.headers() or []))
+                            position = message.offset() + 1
+        finally:
+            consumer.close()
+        return found
 
     def connection(self, client: str = "confluent") -> dict[str, Any]:
         block: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "timeout_s": 10}

@@ -275,19 +275,16 @@ class S3Extractor(Extractor):
 
         from etl_plugin_s3.datasource import CORRUPT, POSITION
 
-        df = ctx.persist(df)
-        error = F.struct(
-            F.lit("corrupt_object").alias("rule"),
-            F.col(CORRUPT).alias("message"),
-            F.lit("error").alias("severity"),
+        return datasources.split_unreadable(
+            ctx,
+            df,
+            CORRUPT,
+            rule="corrupt_object",
+            message=F.col(CORRUPT),
+            position=POSITION,
+            row=F.to_json(F.struct(F.col(POSITION).alias("object"))),
+            drop=[POSITION],
         )
-        bad = df.filter(F.col(CORRUPT).isNotNull()).select(
-            F.array(error).alias("errors"),
-            F.to_json(F.struct(F.col(POSITION).alias("object"))).alias("row"),
-            F.col(POSITION).alias("source_position"),
-        )
-        ctx.dead_letter("extract", bad)
-        return df.filter(F.col(CORRUPT).isNull()).drop(CORRUPT, POSITION)
 
 
 def _base(options: S3SourceOptions) -> str:
