@@ -27,7 +27,6 @@ end (it holds every object in memory, so it grows with the runs).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import io
 import json
@@ -108,34 +107,8 @@ class TreeSampler(RssSampler):
     server, the raw side's process) and their descendants."""
 
     def __init__(self, root: int, exclude: set[int] = frozenset()):
-        super().__init__()
-        self._root = psutil.Process(root)
-        self.exclude = exclude
-
-    def _tree(self) -> list[psutil.Process]:
-        procs = [self._root]
-        with contextlib.suppress(psutil.NoSuchProcess):
-            procs += self._root.children(recursive=True)
-        left_out = set(self.exclude)
-        for pid in self.exclude:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                left_out |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
-        return [p for p in procs if p.pid not in left_out]
-
-    def sample(self) -> int:
-        total = 0
-        for proc in self._tree():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                total += proc.memory_info().rss
-        return total
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for proc in self._tree():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                t = proc.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
-        return total
+        super().__init__(root=root)
+        self.exclude = set(exclude)
 
 
 def _cpu(pid: int) -> float:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
@@ -49,19 +49,34 @@ WARMUP_ROWS = 10_000
 
 class RssSampler:
     """Peak resident memory of this process and all its descendants (the JVM that PySpark
-    launched, Python workers), summed, sampled every ``interval`` seconds in a thread."""
+    launched, Python workers), summed, sampled every ``interval`` seconds in a thread.
+    Processes in ``exclude`` (e.g. a test server a benchmark started) and their descendants
+    are left out, from RSS and CPU."""
 
-    def __init__(self, interval: float = 0.2):
+    #: process ids left out of every sampler, with their descendants
+    exclude: ClassVar[set[int]] = set()
+
+    def __init__(self, interval: float = 0.2, root: int | None = None):
         self.interval = interval
         self.peak = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._root = psutil.Process()
+        self._root = psutil.Process(root)
+
+    def _tree(self) -> list[psutil.Process]:
+        procs = [self._root]
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs += self._root.children(recursive=True)
+        left_out = set(self.exclude)
+        for pid in self.exclude:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                left_out |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
+        return [p for p in procs if p.pid not in left_out]
 
     def sample(self) -> int:
         total = 0
-        for proc in [self._root, *self._root.children(recursive=True)]:
+        for proc in self._tree():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 total += proc.memory_info().rss
         return total
@@ -69,7 +84,7 @@ class RssSampler:
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the process tree (reaped children included)."""
         total = 0.0
-        for proc in [self._root, *self._root.children(recursive=True)]:
+        for proc in self._tree():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 times = proc.cpu_times()
                 total += times.user + times.system + times.children_user + times.children_system

@@ -45,6 +45,17 @@ def write(df: DataFrame, source: type[DataSource], options: Mapping[str, Any]) -
     df.write.format(source.name()).mode("append").options(**as_options(options)).save()
 
 
+def parallelism(spark: SparkSession) -> int:
+    """How many tasks the session runs at once (Spark's default parallelism), for a source
+    planning its splits; the driver's cores where there is no SparkContext (Spark Connect)."""
+    try:
+        return max(1, int(spark.sparkContext.defaultParallelism))
+    except Exception:  # noqa: BLE001 - no SparkContext (Spark Connect): the driver's cores
+        import os
+
+        return os.cpu_count() or 1
+
+
 def arrow_schema(schema: StructType) -> pa.Schema:
     """The Arrow schema of the batches a reader yields for the read's ``schema``: timestamps
     in UTC, strings and binaries not large, and every column nullable (rows from outside come

@@ -23,13 +23,19 @@ META_DDL += "headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
 META = ("topic", "partition", "offset", "timestamp", "headers")
 
 
-@attrs.frozen
-class Record:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    timestamp_ms: int | None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
+@attrs.define
+class Records:
+    """Consecutive records of one partition, column by column (no object per record)."""
+
+    keys: list[bytes | None] = attrs.field(factory=list)
+    values: list[bytes | None] = attrs.field(factory=list)
+    offsets: list[int] = attrs.field(factory=list)
+    #: milliseconds since the epoch, or None
+    timestamps: list[int | None] = attrs.field(factory=list)
+    headers: list[Sequence[tuple[str, bytes | None]]] = attrs.field(factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
 
 
 @attrs.frozen
@@ -120,7 +126,7 @@ class Backend:
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         raise NotImplementedError
 
-    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[list[Record]]:
+    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[Records]:
         """The records of ``[start, end)``, in batches (fewer when the log has gaps)."""
         raise NotImplementedError
 
@@ -147,6 +153,12 @@ class ConfluentBackend(Backend):
             "group.id": "etl-reader",  # required by the client; nothing is committed
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # a fetch at a partition's end waits this long for new records, and the next range
+            # of the split is fetched only after it: batch reads stop at a known end anyway
+            "fetch.wait.max.ms": 10,
+            # librdkafka pauses fetching for a second when its prefetch queue is full; a reader
+            # that drains it at once only loses time waiting
+            "fetch.queue.backoff.ms": 10,
             "socket.timeout.ms": int(settings.timeout_s * 1000),
             "log_level": 2,
         }
@@ -172,7 +184,7 @@ class ConfluentBackend(Backend):
         )
         return int(low), int(high)
 
-    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[list[Record]]:
+    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[Records]:
         from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
         self.consumer.assign([TopicPartition(topic, partition, start)])
@@ -184,28 +196,29 @@ class ConfluentBackend(Backend):
                     f"no records from {topic}[{partition}] at offset {position} within "
                     f"{self.timeout:g}s"
                 )
-            batch, done = [], False
+            batch, done = Records(), False
             for message in messages:
                 error = message.error()
+                eof = error is not None and error.code() == KafkaError._PARTITION_EOF  # noqa: SLF001 - its public name
+                elsewhere = message.partition() != partition or message.topic() != topic
+                if elsewhere and (error is None or eof):
+                    continue  # fetched for the range this consumer read before
+                if eof:
+                    done = True
+                    break
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 - its public name
-                        done = True
-                        break
                     raise KafkaException(error)
-                if message.offset() >= end:
+                offset = message.offset()
+                if offset >= end:
                     done = True
                     break
                 kind, stamp = message.timestamp()
-                batch.append(
-                    Record(
-                        message.key(),
-                        message.value(),
-                        message.offset(),
-                        stamp if kind else None,
-                        tuple(message.headers() or ()),
-                    )
-                )
-                position = message.offset() + 1
+                batch.keys.append(message.key())
+                batch.values.append(message.value())
+                batch.offsets.append(offset)
+                batch.timestamps.append(stamp if kind else None)
+                batch.headers.append(message.headers() or ())
+                position = offset + 1
             if batch:
                 yield batch
             if done:
@@ -254,7 +267,7 @@ class KafkaPythonBackend(Backend):
         high = self.consumer.end_offsets([tp], timeout_ms=self.timeout * 1000)[tp]
         return int(low), int(high)
 
-    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[list[Record]]:
+    def fetch(self, topic: str, partition: int, start: int, end: int) -> Iterator[Records]:
         from kafka import TopicPartition
 
         tp = TopicPartition(topic, partition)
@@ -271,11 +284,15 @@ class KafkaPythonBackend(Backend):
                     f"no records from {topic}[{partition}] at offset "
                     f"{self.consumer.position(tp)} within {self.timeout:g}s"
                 )
-            batch = [
-                Record(r.key, r.value, r.offset, r.timestamp, tuple(r.headers or ()))
-                for r in polled
-                if r.offset < end
-            ]
+            if polled[-1].offset >= end:
+                polled = [r for r in polled if r.offset < end]
+            batch = Records(
+                [r.key for r in polled],
+                [r.value for r in polled],
+                [r.offset for r in polled],
+                [r.timestamp for r in polled],
+                [r.headers or () for r in polled],
+            )
             if batch:
                 yield batch
             if polled[-1].offset >= end - 1:

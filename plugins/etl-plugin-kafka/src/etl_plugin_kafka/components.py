@@ -53,6 +53,10 @@ def _offset(spec: Any, topic: str, partition: int, low: int, high: int, option: 
     return int(offsets[str(partition)])
 
 
+#: the fewest records a split gets when `records_per_split` is not set
+MIN_SPLIT = 10_000
+
+
 class KafkaExtractor(Extractor):
     """Topics (or a pattern) as a batch: each partition's records from the starting to the
     ending offsets fixed when the run plans its read, split into Spark partitions. With
@@ -106,11 +110,14 @@ class KafkaExtractor(Extractor):
 
     def _plan(
         self, ctx: Context, options: KafkaSourceOptions, settings: Settings, what: str
-    ) -> tuple[list[list[Any]], dict[str, dict[str, int]]]:
-        """The splits ``[topic, partition, start, end]`` to read and each topic's partition
-        end offsets (the bookmark of an incremental read)."""
+    ) -> tuple[list[list[list[Any]]], dict[str, dict[str, int]]]:
+        """The splits to read, each a list of ranges ``[topic, partition, start, end]`` of
+        ``records_per_split`` records in all (the last one fewer): the partitions' ranges one
+        after the other, cut where a split is full, so that a large partition spreads over
+        several splits and small ones share one, read by one consumer. Also each topic's
+        partition end offsets (the bookmark of an incremental read)."""
         consumer = backend(settings, options.client, what)
-        splits: list[list[Any]] = []
+        ranges: list[list[Any]] = []
         ends: dict[str, dict[str, int]] = {}
         try:
             for topic, partition in consumer.partitions(options.topics, options.pattern):
@@ -120,13 +127,25 @@ class KafkaExtractor(Extractor):
                               "ending_offsets")  # fmt: skip
                 start, end = max(start, low), min(end, high)
                 ends.setdefault(topic, {})[str(partition)] = max(start, end)
-                step = options.records_per_split
-                for first in range(start, end, step):
-                    splits.append([topic, partition, first, min(first + step, end)])
+                ranges.append([topic, partition, start, end])
         except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
             raise translate(exc, what) from None
         finally:
             consumer.close()
+        total = sum(end - start for _, _, start, end in ranges)
+        step = options.records_per_split or max(
+            MIN_SPLIT, -(-total // datasources.parallelism(ctx.spark))
+        )
+        splits: list[list[list[Any]]] = []
+        room = 0
+        for topic, partition, start, end in ranges:  # fill each split up, in offset order
+            while start < end:
+                if room == 0:
+                    splits.append([])
+                    room = step
+                take = min(room, end - start)
+                splits[-1].append([topic, partition, start, start + take])
+                start, room = start + take, room - take
         return splits, ends
 
     @staticmethod

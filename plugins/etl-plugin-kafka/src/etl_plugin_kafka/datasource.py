@@ -1,11 +1,11 @@
-"""The Spark Python data source ``etl_kafka``: reading, each task reads one offset range of
-one topic partition and yields Arrow batches; writing, each task produces its rows (the kafka
+"""The Spark Python data source ``etl_kafka``: reading, each task reads its offset ranges of
+topic partitions and yields Arrow batches; writing, each task produces its rows (the kafka
 sink's publish). Imported on the executors from the installed package.
 
-Reader options (strings): ``plan`` (JSON: ``client``, ``format``, ``splits``: ``[topic, partition,
-start, end]`` each), ``connection`` (JSON: the client settings but the password), ``secret``
-(JSON: the password or null, under that key so that Spark redacts it from plans), ``what``
-(the block, for errors).
+Reader options (strings): ``plan`` (JSON: ``client``, ``format``, ``splits``: one list of
+ranges ``[topic, partition, start, end]`` per Spark partition), ``connection`` (JSON: the
+client settings but the password), ``secret`` (JSON: the password or null, under that key so
+that Spark redacts it from plans), ``what`` (the block, for errors).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from etl_core.datasources import arrow_schema
 from etl_plugin_kafka.client import (
     META,
     ProducerSettings,
-    Record,
+    Records,
     Settings,
     backend,
     producer,
@@ -74,21 +74,23 @@ class KafkaReader(DataSourceReader):
         self.schema = arrow_schema(schema)
 
     def partitions(self) -> list[InputPartition]:
-        return [InputPartition(tuple(split)) for split in self.plan["splits"]]
+        return [InputPartition(split) for split in self.plan["splits"]]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        topic, number, start, end = partition.value
-        where = f"{self.what}, reading {topic}[{number}] offsets {start}..{end - 1}"
+        """The split's ranges one after the other, with one consumer."""
+        where = self.what
         consumer = backend(self.settings, self.plan["client"], where)
         try:
-            for records in consumer.fetch(topic, number, start, end):
-                try:
-                    yield to_arrow(records, topic, number, self.plan["format"], self.schema)
-                except ValueError as exc:
-                    first, last = records[0].offset, records[-1].offset
-                    raise PermanentError(
-                        f"{self.what}: {topic}[{number}] offsets {first}..{last}: {exc}"
-                    ) from None
+            for topic, number, start, end in partition.value:
+                where = f"{self.what}, reading {topic}[{number}] offsets {start}..{end - 1}"
+                for records in consumer.fetch(topic, number, start, end):
+                    try:
+                        yield to_arrow(records, topic, number, self.plan["format"], self.schema)
+                    except ValueError as exc:
+                        first, last = records.offsets[0], records.offsets[-1]
+                        raise PermanentError(
+                            f"{self.what}: {topic}[{number}] offsets {first}..{last}: {exc}"
+                        ) from None
         except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
             raise translate(exc, where) from None
         finally:
@@ -141,31 +143,30 @@ def _text(values: Sequence[bytes | None]) -> list[str | None]:
 
 
 def to_arrow(
-    records: Sequence[Record], topic: str, partition: int, fmt: str, schema: pa.Schema
+    records: Records, topic: str, partition: int, fmt: str, schema: pa.Schema
 ) -> pa.RecordBatch:
     """The records as a batch of ``schema`` (the read's Arrow schema): the key and value (or,
     for ``json``, the value's fields), then the Kafka columns."""
     n = len(records)
+    if any(records.headers):
+        pairs = [[{"key": k, "value": v} for k, v in h] for h in records.headers]
+        headers = pa.array(pairs, HEADERS)
+    else:
+        headers = pa.array([[]] * n, HEADERS)
     meta = {
         "topic": pa.array([topic] * n, pa.string()),
         "partition": pa.array([partition] * n, pa.int32()),
-        "offset": pa.array([r.offset for r in records], pa.int64()),
-        "timestamp": pa.array(
-            [None if r.timestamp_ms is None else r.timestamp_ms * 1000 for r in records],
-            pa.timestamp("us", tz="UTC"),
-        ),
-        "headers": pa.array(
-            [[{"key": k, "value": v} for k, v in r.headers] for r in records], HEADERS
-        ),
+        "offset": pa.array(records.offsets, pa.int64()),
+        "timestamp": pa.array(records.timestamps, pa.timestamp("ms", tz="UTC")),
+        "headers": headers,
     }
-    keys = [r.key for r in records]
-    values = [r.value for r in records]
+    keys, values = records.keys, records.values
     if fmt == "json":
         parsed, bad = parse_json(values, schema)
         if bad and UNREADABLE not in schema.names:
             raise ValueError(
                 f"{len(bad)} value(s) are not a JSON object of the read schema, the first at "
-                f"offset {records[bad[0]].offset}; fix `read_schema`, or add a dead-letter sink "
+                f"offset {records.offsets[bad[0]]}; fix `read_schema`, or add a dead-letter sink "
                 "(`errors: {dead_letter: ...}`) to route such records there"
             )
         columns = {name: parsed.column(name).combine_chunks() for name in parsed.column_names}

@@ -69,8 +69,12 @@ class KafkaSourceOptions:
     format: str = attrs.field(default="bytes", validator=one_of(*FORMATS))
     #: ``confluent`` (librdkafka, the default) or ``kafka-python`` (pure Python)
     client: str = attrs.field(default="confluent", validator=one_of(*CLIENTS))
-    #: split a partition's range into Spark partitions of at most this many records
-    records_per_split: int = attrs.field(default=200_000, validator=positive)
+    #: records per Spark partition: a larger topic partition is cut into several, smaller
+    #: ones share one (read one after the other by one consumer). Default: the records to
+    #: read spread evenly over the session's cores, at least 10,000 per split
+    records_per_split: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(positive)
+    )
     #: SASL login, from a `credentials:` entry
     user: Secret | None = None
     password: Secret | None = None

@@ -85,7 +85,7 @@ class S3Extractor(Extractor):
             footers = _footers(fs, options, paths, need_first=not ctx.read_schema)
             # nothing new since the bookmark: the columns of what is there, and no rows
             schema = self._schema(ctx, fs, options, paths or every[:1], footers)
-            parts = self._parts(options, paths, footers, _parallelism(ctx))
+            parts = self._parts(options, paths, footers, datasources.parallelism(ctx.spark))
         except OSError as exc:
             raise translate(exc, what) from None
         if schema is None:
@@ -135,7 +135,7 @@ class S3Extractor(Extractor):
                     relative = info.path.split("/", 1)[1]
                 objects.append(_Object(info.path, relative, info.mtime.timestamp(), info.size))
             footers = _footers(fs, options, objects, need_first=False)
-            parts = self._parts(options, objects, footers, _parallelism(ctx))
+            parts = self._parts(options, objects, footers, datasources.parallelism(ctx.spark))
         except OSError as exc:
             raise translate(exc, what) from None
         return self._load(ctx, options, connection, what, schema, parts, capture)
@@ -414,15 +414,6 @@ def _footers(
 
     with ThreadPoolExecutor(min(FOOTER_THREADS, len(paths))) as pool:
         return dict(zip(paths, pool.map(lambda p: _footer(fs, p), paths), strict=True))
-
-
-def _parallelism(ctx: Context) -> int:
-    try:
-        return max(1, int(ctx.spark.sparkContext.defaultParallelism))
-    except Exception:  # noqa: BLE001 - no SparkContext (Spark Connect): the driver's cores
-        import os
-
-        return os.cpu_count() or 1
 
 
 def _split_bytes(objects: list[_Object], parallelism: int) -> int:
