@@ -201,6 +201,7 @@ def test_every_exit_code_is_in_the_cli_reference() -> None:
 SPEC_SECTIONS: dict[str, type] = {
     "Top-level keys": config.PipelineSpec,
     "engine": config.EngineSpec,
+    "trigger": config.TriggerSpec,
     "credentials": config.CredentialSpec,
     "sources": config.SourceSpec,
     "transforms": config.TransformSpec,
@@ -321,11 +322,11 @@ def test_every_key_of_the_pipeline_model_is_in_the_reference(title: str) -> None
 
 
 def test_the_reference_has_a_section_for_every_top_level_block() -> None:
-    """Plain values (``name``, ``version``, ``execution``) are in the top-level table only."""
+    """Plain values (``name``, ``version``, ``execution``, ``checkpoint``) are in the top-level
+    table only."""
     headings = {m[2] for line in _lines(REFERENCE) if (m := HEADING.match(line))}
-    blocks = (
-        {f.name for f in fields(config.PipelineSpec)} - INTERNAL - {"name", "version", "execution"}
-    )
+    plain = {"name", "version", "execution", "checkpoint"}
+    blocks = {f.name for f in fields(config.PipelineSpec)} - INTERNAL - plain
     missing = sorted(blocks - headings)
     assert not missing, f"docs/config-reference.md needs a heading for {missing}"
 

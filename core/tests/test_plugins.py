@@ -46,7 +46,7 @@ BUILTIN_TRANSFORMERS = {
     "python",
 }
 BUILTIN_CAPABILITIES = {
-    ("extractor", "files"): {"batch", "partitioned_read", "incremental"},
+    ("extractor", "files"): {"batch", "partitioned_read", "incremental", "streaming"},
     **{("transformer", name): {"batch"} for name in BUILTIN_TRANSFORMERS},
     **{
         ("validator", name): set()
@@ -61,7 +61,7 @@ BUILTIN_CAPABILITIES = {
             "freshness",
         )
     },
-    ("loader", "files"): {"batch"},
+    ("loader", "files"): {"batch", "streaming"},
     ("credential_provider", "env"): set(),
     ("credential_provider", "file"): set(),
     ("metrics_reporter", "log"): set(),

@@ -199,7 +199,15 @@ class Extractor(Component):
         return []
 
     def extract_stream(self, ctx: Context, options: Any) -> DataFrame:
+        """The source as a streaming DataFrame (extractors declaring ``streaming``); the
+        runner cuts it into micro-batches and keeps its offsets in the query's checkpoint."""
         raise PermanentError(f"{self.name} does not support streaming")
+
+    def micro_batch(self, ctx: Context, options: Any, rows: DataFrame) -> DataFrame:
+        """One micro-batch of :meth:`extract_stream` as the source's dataset of that batch's
+        run: the place for what a streaming DataFrame cannot do (routing unreadable records
+        to the dead letters, which needs two writes). The default returns ``rows``."""
+        return rows
 
     def replay(
         self, ctx: Context, options: Any, records: DataFrame, schema: Any

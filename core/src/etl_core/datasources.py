@@ -38,6 +38,20 @@ def read(
     return spark.read.format(source.name()).schema(schema).options(**as_options(options)).load()
 
 
+def read_stream(
+    spark: SparkSession,
+    source: type[DataSource],
+    schema: StructType | str,
+    options: Mapping[str, Any],
+) -> DataFrame:
+    """As :func:`read`, as a stream: the source's ``streamReader`` gives the offsets and reads
+    each micro-batch's ranges."""
+    spark.dataSource.register(source)
+    return (
+        spark.readStream.format(source.name()).schema(schema).options(**as_options(options)).load()
+    )
+
+
 def write(df: DataFrame, source: type[DataSource], options: Mapping[str, Any]) -> None:
     """Register ``source`` in ``df``'s session and append ``df`` through its writer, one task
     per partition, with ``options`` (see :func:`as_options`)."""

@@ -92,10 +92,39 @@ class FilesExtractor(Extractor):
 
     name = "files"
     Options = FilesSourceOptions
-    capabilities = frozenset({"batch", "partitioned_read", "incremental"})
+    capabilities = frozenset({"batch", "partitioned_read", "incremental", "streaming"})
 
     def check(self, options: FilesSourceOptions, *, incremental: Any) -> list[str]:
         return manifests.incremental_problems(incremental, "files")
+
+    def extract_stream(self, ctx: Context, options: FilesSourceOptions) -> DataFrame:
+        """Spark's file stream source: each micro-batch reads the files that appeared in the
+        folder since the last one (the checkpoint remembers which were read). Needs
+        ``read_schema``; malformed csv/json lines go to the dead letters as in a batch run."""
+        from pyspark.sql import functions as F
+
+        if not ctx.read_schema:
+            raise PermanentError(
+                f"source {ctx.dataset!r}: a streamed `files` source needs `read_schema` "
+                "(a stream cannot look at files that have not arrived yet)"
+            )
+        capture = _captures_malformed(ctx, options)
+        reader = ctx.spark.readStream.format(_spark_format(options.format)).options(
+            **_reader_options(options.format, options.header, options.delimiter, options.options)
+        )
+        if capture:
+            reader = reader.schema(f"{ctx.read_schema}, `{CORRUPT}` STRING").options(
+                mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT
+            )
+            return reader.load(str(ctx.path(options.path))).withColumn(
+                _POSITION, F.input_file_name()
+            )
+        return reader.schema(ctx.read_schema).load(str(ctx.path(options.path)))
+
+    def micro_batch(self, ctx: Context, options: FilesSourceOptions, rows: DataFrame) -> DataFrame:
+        if CORRUPT not in rows.columns:
+            return rows
+        return _route_malformed(ctx, options, rows)
 
     def extract(self, ctx: Context, options: FilesSourceOptions) -> DataFrame:
         root = ctx.path(options.path)
@@ -233,6 +262,12 @@ def _split_malformed(
         df = df.drop(CORRUPT + "_line")
     else:
         df = df.withColumn(_POSITION, F.input_file_name())
+    return _route_malformed(ctx, options, df)
+
+
+def _route_malformed(ctx: Context, options: FilesSourceOptions, df: DataFrame) -> DataFrame:
+    """The rows whose corrupt-record column is set to the dead letters with their file
+    (column ``_POSITION``); the others on."""
     return datasources.split_unreadable(
         ctx,
         df,
@@ -265,11 +300,12 @@ class FilesSinkOptions:
 
 
 class FilesLoader(Loader):
-    """Write csv, json/jsonl or parquet files into a folder, atomically per run."""
+    """Write csv, json/jsonl or parquet files into a folder, atomically per run (per
+    micro-batch in a streaming pipeline)."""
 
     name = "files"
     Options = FilesSinkOptions
-    capabilities = frozenset({"batch"})
+    capabilities = frozenset({"batch", "streaming"})
     modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite")
 
     @staticmethod

@@ -31,6 +31,7 @@ from etl_core.config.model import (
     SourceSpec,
     TracingSpec,
     TransformSpec,
+    TriggerSpec,
     ValidateSpec,
 )
 from etl_core.errors import ConfigError, ConfigIssue
@@ -56,6 +57,7 @@ __all__ = [
     "SourceSpec",
     "TracingSpec",
     "TransformSpec",
+    "TriggerSpec",
     "ValidateSpec",
     "bind",
     "check",

@@ -54,6 +54,8 @@ def bind(
     _check_sources(sources, issues)
     _check_sinks(spec, sinks, issues)
     _check_transforms(spec, transforms, issues)
+    _check_streaming(spec, sources, [*sinks.values(), *([dead_letter] if dead_letter else [])],
+                     issues)  # fmt: skip
     _check_secret_references(
         [
             *datasets, *credentials.values(), *metrics, *([dead_letter] if dead_letter else []),
@@ -213,6 +215,72 @@ def _check_sources(sources: Mapping[str, Bound], issues: list[ConfigIssue]) -> N
             continue
         for problem in item.component().check(item.options, incremental=block.incremental):
             issues.append(ConfigIssue(item.path, problem))
+
+
+def _check_streaming(
+    spec: PipelineSpec,
+    sources: Mapping[str, Bound],
+    writers: list[Bound],
+    issues: list[ConfigIssue],
+) -> None:
+    """A streaming pipeline streams one source (the others `static: true`) into sinks that
+    can take micro-batches; the streaming keys belong to streaming pipelines only."""
+    if spec.execution != "streaming":
+        for key in ("trigger", "checkpoint"):
+            if getattr(spec, key) is not None:
+                issues.append(
+                    ConfigIssue(key, "only for `execution: streaming`", f"remove `{key}`")
+                )
+        for name, block in spec.sources.items():
+            if block.static:
+                issues.append(
+                    ConfigIssue(
+                        f"sources.{name}.static",
+                        "only for `execution: streaming`",
+                        "remove `static`",
+                    )
+                )
+        return
+    streamed = [item for item in sources.values() if not item.block.static]  # type: ignore[union-attr]
+    if len(streamed) != 1:
+        names = ", ".join(item.name for item in streamed) or "none"
+        issues.append(
+            ConfigIssue(
+                "sources",
+                f"a streaming pipeline streams exactly one source (streamed here: {names})",
+                "mark the sources read as lookup tables `static: true` (read anew for each "
+                "micro-batch)",
+            )
+        )
+    for item in streamed:
+        if "streaming" not in item.component.capabilities:
+            issues.append(
+                ConfigIssue(
+                    f"{item.path}.type",
+                    f"type {item.component.name!r} cannot stream",
+                    "mark it `static: true` to read it anew for each micro-batch, or stream "
+                    "another source (files, kafka)",
+                )
+            )
+    for item in sources.values():
+        if item.block.incremental is not None:  # type: ignore[union-attr]
+            issues.append(
+                ConfigIssue(
+                    f"{item.path}.incremental",
+                    "a streaming pipeline keeps its place in the stream in its checkpoint",
+                    "remove `incremental`",
+                )
+            )
+    for item in writers:
+        if "streaming" not in item.component.capabilities:
+            issues.append(
+                ConfigIssue(
+                    f"{item.path}.type",
+                    f"type {item.component.name!r} cannot take micro-batches",
+                    "write the stream to a sink that declares `streaming` (files, s3, "
+                    "postgres, mysql, kafka)",
+                )
+            )
 
 
 def sink_mode(block: SinkSpec, modes: Iterable[str], execution: str) -> str | None:

@@ -27,6 +27,7 @@ from etl_core.config.model import (
     SourceSpec,
     TracingSpec,
     TransformSpec,
+    TriggerSpec,
     ValidateSpec,
 )
 from etl_core.errors import ConfigError, ConfigIssue, raise_if_any
@@ -36,6 +37,8 @@ _SECTIONS: dict[str, Any] = {
     "version": int,
     "name": str,
     "execution": str,
+    "trigger": TriggerSpec,
+    "checkpoint": str,
     "engine": EngineSpec,
     "credentials": dict[str, CredentialSpec],
     "sources": dict[str, SourceSpec],

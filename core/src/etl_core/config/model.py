@@ -61,6 +61,8 @@ class Block:
 class SourceSpec(Block):
     incremental: dict[str, Any] | None = None
     read_schema: str | list[dict[str, Any]] | None = None
+    #: in a streaming pipeline: read as a table, anew for each micro-batch (a lookup to join)
+    static: bool = False
 
 
 @attrs.frozen
@@ -123,10 +125,32 @@ class TracingSpec:
 
 
 @attrs.frozen
+class TriggerSpec:
+    """When a streaming pipeline starts a micro-batch: every ``processing_time`` (e.g.
+    ``10s``), or ``available_now`` (what is there now, in batches, then stop); neither: as
+    soon as the previous batch ends."""
+
+    processing_time: str | float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(duration)
+    )
+    available_now: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.processing_time is not None and self.available_now:
+            raise ValueProblem(
+                "give `processing_time` or `available_now: true`, not both", "available_now"
+            )
+
+
+@attrs.frozen
 class PipelineSpec:
     name: str
     version: int = 1
     execution: str = attrs.field(default="batch", validator=one_of("batch", "streaming"))
+    #: streaming only: when micro-batches start
+    trigger: TriggerSpec | None = None
+    #: streaming only: the query's checkpoint folder (default ``.etl/checkpoints/<name>``)
+    checkpoint: str | None = None
     engine: EngineSpec = attrs.field(factory=EngineSpec)
     credentials: dict[str, CredentialSpec] = attrs.field(factory=dict)
     sources: dict[str, SourceSpec] = attrs.field(factory=dict)

@@ -205,9 +205,11 @@ def run(
     (tests pass the OpenTelemetry SDK's ``InMemorySpanExporter``). ``feed`` replaces some
     datasets with dead letters fed back in (:func:`replay`)."""
     spec = bound.spec
+    say = progress or (lambda message: log.info("etl: %s", message))
+    if spec.execution == "streaming" and feed is None:
+        return _run_stream(bound, host, spark, say, control, span_exporter)
     run_id = run_id or str(uuid.uuid4())
     key = run_key(spec.name, run_id)
-    say = progress or (lambda message: log.info("etl: %s", message))
     metrics = RunMetrics(pipeline=spec.name, run_id=run_id, run_key=key)
     if control is not None:
         control.metrics = metrics
@@ -245,6 +247,46 @@ def run(
             finally:
                 _finish(live, metrics, host)
                 secrets.close()
+    return metrics
+
+
+def _run_stream(
+    bound: BoundPipeline,
+    host: PluginHost,
+    spark: SparkSession | None,
+    say: Progress,
+    control: RunControl | None,
+    span_exporter: Any,
+) -> RunMetrics:
+    """A streaming pipeline (:mod:`etl_core.run.stream`): each micro-batch a :func:`run` with
+    the batch's rows fed in as the streamed source."""
+    from etl_core.run import stream
+
+    if spark is None:
+        from etl_core.run.engine import get_spark
+
+        say("starting Spark")
+        spark = get_spark(bound.spec.engine, app_name=f"etl:{bound.spec.name}")
+    if control is not None:
+        control.started(spark)
+    session = spark
+
+    def run_batch(rows: DataFrame, run_id: str) -> RunMetrics:
+        feed = stream.StreamFeed(bound, rows)
+        return run(
+            bound, host, run_id=run_id, spark=session, progress=say,
+            span_exporter=span_exporter, feed=feed,
+        )  # fmt: skip
+
+    secrets = Secrets(bound, host)
+    try:
+        options = secrets.options_for(stream.streamed_source(bound))
+        metrics = stream.run_stream(bound, spark, options, run_batch, control=control, say=say)
+    except EtlError as exc:
+        raise _retyped(exc, secrets.redact(str(exc)), []) from None
+    finally:
+        secrets.close()
+    metrics.finished_at = dt.datetime.now(dt.UTC)
     return metrics
 
 

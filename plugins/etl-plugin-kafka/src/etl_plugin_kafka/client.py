@@ -71,6 +71,39 @@ _TRANSIENT_TEXT = re.compile(
 )
 
 
+def offset_of(spec: Any, topic: str, partition: int, low: int, high: int, option: str) -> int:
+    """Where ``spec`` (``earliest``, ``latest`` or ``{topic: {partition: offset}}``) puts
+    ``topic[partition]``, whose offsets run from ``low`` to ``high``."""
+    if spec == "earliest":
+        return low
+    if spec == "latest":
+        return high
+    offsets = {str(p): o for p, o in spec.get(topic, {}).items()}  # YAML keys: int or str
+    if str(partition) not in offsets:
+        raise PermanentError(
+            f"`{option}` names no offset for {topic}[{partition}]; give one for every "
+            "partition of the topics read, or use earliest/latest"
+        )
+    return int(offsets[str(partition)])
+
+
+def fill_splits(ranges: Sequence[Sequence[Any]], step: int) -> list[list[list[Any]]]:
+    """The ranges ``[topic, partition, start, end]`` laid end to end and cut every ``step``
+    records: the splits of a read, each read by one consumer, ``step`` records each (the last
+    one fewer). A large partition spreads over several splits, small ones share one."""
+    splits: list[list[list[Any]]] = []
+    room = 0
+    for topic, partition, start, end in ranges:
+        while start < end:
+            if room == 0:
+                splits.append([])
+                room = step
+            take = min(room, end - start)
+            splits[-1].append([topic, partition, start, start + take])
+            start, room = start + take, room - take
+    return splits
+
+
 def translate(exc: BaseException, what: str) -> EtlError:
     """A client error as a typed one naming ``what``: transient for brokers that cannot be
     reached or moved leadership, permanent for the rest (auth, unknown topics, bad offsets)."""

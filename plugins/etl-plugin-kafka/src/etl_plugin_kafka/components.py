@@ -28,6 +28,8 @@ from etl_plugin_kafka.client import (
     ProducerSettings,
     Settings,
     backend,
+    fill_splits,
+    offset_of,
     translate,
 )
 from etl_plugin_kafka.options import Connection, KafkaSinkOptions, KafkaSourceOptions
@@ -37,20 +39,6 @@ if TYPE_CHECKING:
 
 #: the columns before the Kafka ones, by format (json: the value's fields, then the key)
 KEY_VALUE = {"bytes": "key BINARY, value BINARY", "string": "key STRING, value STRING"}
-
-
-def _offset(spec: Any, topic: str, partition: int, low: int, high: int, option: str) -> int:
-    if spec == "earliest":
-        return low
-    if spec == "latest":
-        return high
-    offsets = {str(p): o for p, o in spec.get(topic, {}).items()}  # YAML keys: int or str
-    if str(partition) not in offsets:
-        raise PermanentError(
-            f"`{option}` names no offset for {topic}[{partition}]; give one for every "
-            "partition of the topics read, or use earliest/latest"
-        )
-    return int(offsets[str(partition)])
 
 
 #: the fewest records a split gets when `records_per_split` is not set
@@ -64,7 +52,9 @@ class KafkaExtractor(Extractor):
 
     name = "kafka"
     Options = KafkaSourceOptions
-    capabilities: ClassVar[frozenset[str]] = frozenset({"batch", "partitioned_read", "incremental"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"batch", "partitioned_read", "incremental", "streaming"}
+    )
 
     def endpoint(self, options: KafkaSourceOptions) -> str:
         return f"kafka://{options.connection.bootstrap_servers}"
@@ -95,9 +85,43 @@ class KafkaExtractor(Extractor):
         plan = {"client": options.client, "format": options.format, "splits": splits}
         source_options = {"plan": plan, **_connection_options(settings, what)}
         df = datasources.read(ctx.spark, KafkaDataSource, schema, source_options)
-        if not capture:
-            return df
+        return self._split(ctx, df) if capture else df
+
+    def extract_stream(self, ctx: Context, options: KafkaSourceOptions) -> DataFrame:
+        """The topics as a stream from ``starting_offsets`` (a restart resumes from the
+        checkpoint), at most ``max_records_per_batch`` records a micro-batch."""
+        from etl_plugin_kafka.datasource import UNREADABLE, KafkaDataSource
+
+        what = f"source {ctx.dataset!r} (kafka {', '.join(options.topics) or options.pattern})"
+        if options.ending_offsets != "latest":
+            raise PermanentError(f"{what}: a stream has no end: remove `ending_offsets`")
+        schema = self._schema(ctx, options, what)
+        if options.format == "json" and ctx.dead_letter_sink:
+            schema += f", {UNREADABLE} STRING"
+        plan = {
+            "client": options.client,
+            "format": options.format,
+            "topics": options.topics,
+            "pattern": options.pattern,
+            "starting_offsets": options.starting_offsets,
+            "max_records": options.max_records_per_batch,
+            "records_per_split": options.records_per_split,
+            "parallelism": datasources.parallelism(ctx.spark),
+        }
+        source_options = {"plan": plan, **_connection_options(_settings(options), what)}
+        return datasources.read_stream(ctx.spark, KafkaDataSource, schema, source_options)
+
+    def micro_batch(self, ctx: Context, options: KafkaSourceOptions, rows: DataFrame) -> DataFrame:
+        from etl_plugin_kafka.datasource import UNREADABLE
+
+        return self._split(ctx, rows) if UNREADABLE in rows.columns else rows
+
+    @staticmethod
+    def _split(ctx: Context, df: DataFrame) -> DataFrame:
+        """Malformed JSON values (the marker column set) to the dead letters."""
         from pyspark.sql import functions as F
+
+        from etl_plugin_kafka.datasource import UNREADABLE
 
         return datasources.split_unreadable(
             ctx,
@@ -123,7 +147,7 @@ class KafkaExtractor(Extractor):
             for topic, partition in consumer.partitions(options.topics, options.pattern):
                 low, high = consumer.watermarks(topic, partition)
                 start = self._start(ctx, options, topic, partition, low, high)
-                end = _offset(options.ending_offsets, topic, partition, low, high,
+                end = offset_of(options.ending_offsets, topic, partition, low, high,
                               "ending_offsets")  # fmt: skip
                 start, end = max(start, low), min(end, high)
                 ends.setdefault(topic, {})[str(partition)] = max(start, end)
@@ -136,17 +160,7 @@ class KafkaExtractor(Extractor):
         step = options.records_per_split or max(
             MIN_SPLIT, -(-total // datasources.parallelism(ctx.spark))
         )
-        splits: list[list[list[Any]]] = []
-        room = 0
-        for topic, partition, start, end in ranges:  # fill each split up, in offset order
-            while start < end:
-                if room == 0:
-                    splits.append([])
-                    room = step
-                take = min(room, end - start)
-                splits[-1].append([topic, partition, start, start + take])
-                start, room = start + take, room - take
-        return splits, ends
+        return fill_splits(ranges, step), ends
 
     @staticmethod
     def _start(
@@ -155,7 +169,7 @@ class KafkaExtractor(Extractor):
         """Where the last published run ended (incremental), else ``starting_offsets``."""
         done = ((ctx.bookmark or {}) if ctx.incremental is not None else {}).get(topic, {})
         if str(partition) not in done:
-            return _offset(options.starting_offsets, topic, partition, low, high,
+            return offset_of(options.starting_offsets, topic, partition, low, high,
                            "starting_offsets")  # fmt: skip
         start = int(done[str(partition)])
         if start < low:
@@ -229,7 +243,7 @@ class KafkaLoader(Loader):
 
     name = "kafka"
     Options = KafkaSinkOptions
-    capabilities: ClassVar[frozenset[str]] = frozenset({"batch"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"batch", "streaming"})
     modes: ClassVar[tuple[str, ...]] = ("append",)
 
     def endpoint(self, options: KafkaSinkOptions) -> str:

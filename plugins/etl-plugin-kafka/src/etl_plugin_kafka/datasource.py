@@ -20,8 +20,15 @@ from pyspark.sql.datasource import (
     DataSource,
     DataSourceArrowWriter,
     DataSourceReader,
+    DataSourceStreamReader,
     InputPartition,
     WriterCommitMessage,
+)
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
 )
 from pyspark.sql.types import StructType
 
@@ -33,6 +40,8 @@ from etl_plugin_kafka.client import (
     Records,
     Settings,
     backend,
+    fill_splits,
+    offset_of,
     producer,
     translate,
 )
@@ -56,6 +65,9 @@ class KafkaDataSource(DataSource):
     def writer(self, schema: StructType, overwrite: bool) -> DataSourceArrowWriter:
         return KafkaWriter(self.options)
 
+    def streamReader(self, schema: StructType) -> DataSourceStreamReader:
+        return KafkaStreamReader(self.options, schema)
+
 
 def _settings(options: Mapping[str, str]) -> Settings:
     return attrs.evolve(
@@ -77,24 +89,134 @@ class KafkaReader(DataSourceReader):
         return [InputPartition(split) for split in self.plan["splits"]]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        """The split's ranges one after the other, with one consumer."""
-        where = self.what
-        consumer = backend(self.settings, self.plan["client"], where)
+        return read_ranges(self.settings, self.plan, self.schema, self.what, partition.value)
+
+
+def read_ranges(
+    settings: Settings, plan: Mapping[str, Any], schema: pa.Schema, what: str, ranges: Any
+) -> Iterator[pa.RecordBatch]:
+    """A split's ranges ``[topic, partition, start, end]`` one after the other, with one
+    consumer of ``plan["client"]``, as Arrow batches of ``schema`` in ``plan["format"]``."""
+    where = what
+    consumer = backend(settings, plan["client"], where)
+    try:
+        for topic, number, start, end in ranges:
+            where = f"{what}, reading {topic}[{number}] offsets {start}..{end - 1}"
+            for records in consumer.fetch(topic, number, start, end):
+                try:
+                    yield to_arrow(records, topic, number, plan["format"], schema)
+                except ValueError as exc:
+                    first, last = records.offsets[0], records.offsets[-1]
+                    raise PermanentError(
+                        f"{what}: {topic}[{number}] offsets {first}..{last}: {exc}"
+                    ) from None
+    except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
+        raise translate(exc, where) from None
+    finally:
+        consumer.close()
+
+
+class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    """The topics as a stream. Offsets are ``{topic: {partition: next offset}}``, kept by
+    Spark in the query's checkpoint: a restart resumes there. Each micro-batch reads from its
+    start to its end offsets, which :meth:`latestOffset` fixes (at most ``max_records`` records
+    with a read limit, spread over the partitions), in splits as a batch read makes them.
+    ``commit`` arrives a batch late and nothing here depends on it.
+
+    Options: ``plan`` (JSON: ``client``, ``format``, ``topics``, ``pattern``,
+    ``starting_offsets``, ``max_records`` (or null), ``records_per_split`` (or null),
+    ``parallelism``), ``connection``, ``secret``, ``what`` as the batch reader's."""
+
+    def __init__(self, options: Mapping[str, str], schema: StructType):
+        self.plan = json.loads(options["plan"])
+        self.settings = _settings(options)
+        self.what = options.get("what", "kafka source")
+        self.schema = arrow_schema(schema)
+        self.target: dict[str, dict[str, int]] | None = None
+
+    def _watermarks(self) -> dict[str, dict[str, tuple[int, int]]]:
+        consumer = backend(self.settings, self.plan["client"], self.what)
         try:
-            for topic, number, start, end in partition.value:
-                where = f"{self.what}, reading {topic}[{number}] offsets {start}..{end - 1}"
-                for records in consumer.fetch(topic, number, start, end):
-                    try:
-                        yield to_arrow(records, topic, number, self.plan["format"], self.schema)
-                    except ValueError as exc:
-                        first, last = records.offsets[0], records.offsets[-1]
-                        raise PermanentError(
-                            f"{self.what}: {topic}[{number}] offsets {first}..{last}: {exc}"
-                        ) from None
+            marks: dict[str, dict[str, tuple[int, int]]] = {}
+            for topic, partition in consumer.partitions(self.plan["topics"], self.plan["pattern"]):
+                marks.setdefault(topic, {})[str(partition)] = consumer.watermarks(topic, partition)
+            return marks
         except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
-            raise translate(exc, where) from None
+            raise translate(exc, self.what) from None
         finally:
             consumer.close()
+
+    def initialOffset(self) -> dict:
+        starting = self.plan["starting_offsets"]
+        return {
+            topic: {p: offset_of(starting, topic, int(p), low, high, "starting_offsets")
+                    for p, (low, high) in parts.items()}
+            for topic, parts in self._watermarks().items()
+        }  # fmt: skip
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        limit = self.plan.get("max_records")
+        return ReadAllAvailable() if limit is None else ReadMaxRows(int(limit))
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        """``available_now``: read up to the ends there are now, and no further."""
+        self.target = {t: {p: high for p, (_, high) in parts.items()}
+                       for t, parts in self._watermarks().items()}  # fmt: skip
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        if self.target is not None:
+            ends = self.target
+        else:
+            ends = {t: {p: high for p, (_, high) in parts.items()}
+                    for t, parts in self._watermarks().items()}  # fmt: skip
+        starting = self.plan["starting_offsets"]
+        begin = {
+            topic: {p: start.get(topic, {}).get(p, offset_of(starting, topic, int(p), 0, end,
+                                                            "starting_offsets"))
+                    for p, end in parts.items()}
+            for topic, parts in ends.items()
+        }  # fmt: skip
+        if isinstance(limit, ReadMaxRows):
+            return _capped(begin, ends, limit.max_rows)
+        return {t: {p: max(begin[t][p], e) for p, e in parts.items()} for t, parts in ends.items()}
+
+    def partitions(self, start: dict, end: dict) -> list[InputPartition]:
+        ranges = [
+            [topic, int(p), start.get(topic, {}).get(p, stop), stop]
+            for topic, parts in end.items()
+            for p, stop in parts.items()
+        ]
+        ranges = [r for r in ranges if r[2] < r[3]]
+        total = sum(r[3] - r[2] for r in ranges)
+        step = self.plan.get("records_per_split") or max(
+            10_000, -(-total // int(self.plan.get("parallelism", 1)))
+        )
+        return [InputPartition(split) for split in fill_splits(ranges, step)]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        return read_ranges(self.settings, self.plan, self.schema, self.what, partition.value)
+
+
+def _capped(
+    begin: dict[str, dict[str, int]], ends: dict[str, dict[str, int]], most: int
+) -> dict[str, dict[str, int]]:
+    """End offsets that take at most ``most`` records in all, shared fairly: a round gives
+    each partition with records left an equal part of what remains."""
+    left = {(t, p): max(0, ends[t][p] - begin[t][p]) for t in ends for p in ends[t]}
+    taken = dict.fromkeys(left, 0)
+    budget = most
+    while budget > 0:
+        open_ = [k for k in left if left[k] > taken[k]]
+        if not open_:
+            break
+        share = max(1, budget // len(open_))
+        for key in open_:
+            take = min(share, left[key] - taken[key], budget)
+            taken[key] += take
+            budget -= take
+            if budget == 0:
+                break
+    return {t: {p: begin[t][p] + taken[t, p] for p in ends[t]} for t in ends}
 
 
 class _Produced(WriterCommitMessage):

@@ -75,6 +75,10 @@ class KafkaSourceOptions:
     records_per_split: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(positive)
     )
+    #: streaming: the most records a micro-batch reads, spread over the partitions
+    max_records_per_batch: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(positive)
+    )
     #: SASL login, from a `credentials:` entry
     user: Secret | None = None
     password: Secret | None = None

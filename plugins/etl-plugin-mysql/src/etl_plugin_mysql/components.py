@@ -255,7 +255,7 @@ class MySQLLoader(Loader):
 
     name = "mysql"
     Options = MySQLSinkOptions
-    capabilities = frozenset({"batch", "upsert"})
+    capabilities = frozenset({"batch", "streaming", "upsert"})
     modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite", "upsert")
 
     @staticmethod

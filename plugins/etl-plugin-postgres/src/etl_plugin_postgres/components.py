@@ -312,7 +312,7 @@ class PostgresLoader(Loader):
 
     name = "postgres"
     Options = PostgresSinkOptions
-    capabilities = frozenset({"batch", "upsert", "exactly_once"})
+    capabilities = frozenset({"batch", "streaming", "upsert", "exactly_once"})
     modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite", "upsert")
 
     @staticmethod

@@ -445,7 +445,7 @@ class S3Loader(Loader):
 
     name = "s3"
     Options = S3SinkOptions
-    capabilities = frozenset({"batch"})
+    capabilities = frozenset({"batch", "streaming"})
     #: ``overwrite`` replaces the whole prefix, ``overwrite_partitions`` only the
     #: ``partition_by`` folders the run writes, ``error`` refuses a prefix holding data
     modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite", "overwrite_partitions")

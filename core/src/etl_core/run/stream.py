@@ -1,0 +1,219 @@
+"""Streaming pipelines (DESIGN §9): one streaming query per pipeline, through ``foreachBatch``.
+
+The streamed source's extractor gives a streaming DataFrame (``extract_stream``); Spark cuts
+it into micro-batches and keeps the offsets in the checkpoint. Each micro-batch is one run of
+the batch commit protocol (stage → check → publish, dead letters, quality rules, counts) with
+the batch's rows fed in as the source's dataset (:class:`StreamFeed`), under the run id
+``<pipeline>-<query id>-<batch id>``. A batch that Spark runs again after a crash (it
+published, but the checkpoint did not record it) has the same run id, so the run's own
+ledgers skip what it published (its completion marker, the sinks' ledger rows and manifests).
+
+A stop request (SIGTERM, SIGINT) lets the running batch finish and publish, then stops the
+query: the next start resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from etl_core.api import Context, MicroBatchMetrics, RunMetrics
+from etl_core.config.model import Bound, BoundPipeline
+from etl_core.config.schema import schema_ddl
+from etl_core.run.locks import run_key, runs_folder
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from etl_core.health import RunControl
+    from etl_core.run.live import LiveRun
+
+log = logging.getLogger("etl.run")
+
+#: runs one micro-batch: (its rows, its run id) → the run's metrics
+RunBatch = Callable[["DataFrame", str], RunMetrics]
+
+
+def checkpoint_of(bound: BoundPipeline) -> Path:
+    spec = bound.spec
+    folder = Path(spec.checkpoint) if spec.checkpoint else Path(".etl/checkpoints") / spec.name
+    return folder if folder.is_absolute() else spec.base_dir / folder
+
+
+def streamed_source(bound: BoundPipeline) -> Bound:
+    return next(item for item in bound.sources.values() if not item.block.static)  # type: ignore[union-attr]
+
+
+class StreamFeed:
+    """One micro-batch's rows as the streamed source's dataset (a ``build.Feed``); the source's
+    extractor finishes them (``Extractor.micro_batch``: e.g. unreadable records to the dead
+    letters), every other dataset is computed as in a batch run, every sink is staged."""
+
+    transforms: set[str] = set()
+    sinks = None
+
+    def __init__(self, bound: BoundPipeline, rows: DataFrame):
+        self.bound, self.rows = bound, rows
+        self.source = streamed_source(bound)
+        self.datasets = {self.source.name}
+
+    def needed(self) -> list[str]:
+        return self.bound.plan.needed()
+
+    def dataset(self, live: LiveRun, item: Bound, options: Any) -> tuple[Bound, str, DataFrame]:
+        block = item.block
+        ctx = live.context(item, read_schema=schema_ddl(block.read_schema))  # type: ignore[union-attr]
+        return item, "extract", item.component().micro_batch(ctx, options, self.rows)
+
+    def inputs(self, live: LiveRun, name: str) -> dict[str, DataFrame]:
+        raise AssertionError("a stream feeds no transform")
+
+
+def run_stream(
+    bound: BoundPipeline,
+    spark: SparkSession,
+    options: Any,
+    run_batch: RunBatch,
+    *,
+    control: RunControl | None = None,
+    say: Callable[[str], None] = lambda message: None,
+) -> RunMetrics:
+    """Start the pipeline's streaming query and run it until it ends (``available_now``), a
+    stop is requested through ``control``, or a batch fails (raised as it was). ``options``
+    are the streamed source's (secrets resolved). Returns the query's metrics: one
+    :class:`MicroBatchMetrics` per batch, the stages summed over the batches."""
+    spec = bound.spec
+    source = streamed_source(bound)
+    checkpoint = checkpoint_of(bound)
+    ctx = Context(
+        spark=spark,
+        pipeline=spec.name,
+        run_id="stream",
+        run_key="",
+        base_dir=spec.base_dir,
+        dataset=source.name,
+        component=source.component.name,
+        read_schema=schema_ddl(source.block.read_schema),  # type: ignore[union-attr]
+        dead_letter_sink=bound.dead_letter is not None,
+    )
+    stream = source.component().extract_stream(ctx, options)
+    totals = RunMetrics(pipeline=spec.name, run_id=f"stream:{checkpoint}", run_key="")
+    if control is not None:
+        control.metrics = totals
+    batch = _Batches(bound, checkpoint, run_batch, totals, say)
+    writer = stream.writeStream.foreachBatch(batch).option("checkpointLocation", str(checkpoint))
+    trigger = spec.trigger
+    if trigger is not None and trigger.available_now:
+        writer = writer.trigger(availableNow=True)
+    elif trigger is not None and trigger.processing_time is not None:
+        writer = writer.trigger(processingTime=f"{_seconds(trigger.processing_time)} seconds")
+    say(f"streaming {source.name} (checkpoint {checkpoint})")
+    query = writer.start()
+    stopper = threading.Thread(
+        target=_stop_when_asked, args=(query, batch, control), name="etl-stream-stop", daemon=True
+    )
+    stopper.start()
+    try:
+        query.awaitTermination()
+    except Exception:
+        if batch.failure is not None:
+            raise batch.failure from None
+        if not batch.stopping:
+            raise
+    finally:
+        batch.closed = True
+    if batch.failure is not None:
+        raise batch.failure
+    totals.status = "stopped" if batch.stopping else "succeeded"
+    return totals
+
+
+def _seconds(value: str | float) -> float:
+    from etl_core.options import parse_duration
+
+    return parse_duration(value)
+
+
+class _Batches:
+    """The ``foreachBatch`` function: one run per micro-batch, one at a time."""
+
+    def __init__(
+        self,
+        bound: BoundPipeline,
+        checkpoint: Path,
+        run_batch: RunBatch,
+        totals: RunMetrics,
+        say: Callable[[str], None],
+    ):
+        self.bound, self.checkpoint, self.run_batch = bound, checkpoint, run_batch
+        self.totals, self.say = totals, say
+        self.lock = threading.Lock()
+        self.failure: BaseException | None = None
+        self.closed = False
+        self.stopping = False
+
+    def __call__(self, rows: DataFrame, batch_id: int) -> None:
+        if self.stopping:  # not committed by Spark: the next start runs it
+            raise _Stopping(f"batch {batch_id} not started: a stop was requested")
+        with self.lock:
+            query_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
+            run_id = f"{self.bound.spec.name}-{query_id}-{batch_id}"
+            started = time.monotonic()
+            try:
+                metrics = self.run_batch(rows, run_id)
+            except BaseException as exc:
+                self.failure = exc
+                raise
+            seconds = time.monotonic() - started
+            self._add(metrics, batch_id, seconds)
+            # Spark committed the batch before this one: it never runs again, and its
+            # completion marker can go (a stream leaves one marker, not one per batch)
+            name = self.bound.spec.name
+            before = run_key(name, f"{name}-{query_id}-{batch_id - 1}")
+            (runs_folder(self.bound.spec.base_dir) / f"{before}.done").unlink(missing_ok=True)
+
+    def _add(self, metrics: RunMetrics, batch_id: int, seconds: float) -> None:
+        totals = self.totals
+        rows = sum(s.rows_out or 0 for s in metrics.stages if s.stage == "extract")
+        totals.streaming.append(
+            MicroBatchMetrics(
+                batch_id,
+                processed_rows_per_second=rows / seconds if seconds else None,
+                batch_duration_s=seconds,
+            )
+        )
+        for stage in metrics.stages:
+            known = totals.stage(stage.dataset, stage.stage)
+            if known is None:
+                totals.stages.append(stage)
+                continue
+            for field in ("rows_in", "rows_out", "rows_rejected", "dead_lettered"):
+                mine, theirs = getattr(known, field), getattr(stage, field)
+                if theirs is not None:
+                    setattr(known, field, (mine or 0) + theirs)
+        totals.dead_letters += metrics.dead_letters
+        totals.published = sorted({*totals.published, *metrics.published})
+        self.say(f"batch {batch_id}: {rows} rows in {seconds:.1f}s")
+
+
+def _stop_when_asked(query: Any, batch: _Batches, control: RunControl | None) -> None:
+    """Stop the query between batches once a stop is requested."""
+    if control is None:
+        return
+    while not batch.closed:
+        if control.stop_signal is not None:
+            batch.stopping = True
+            with batch.lock:  # the running batch finishes and publishes first
+                pass
+            query.stop()
+            return
+        time.sleep(0.2)
+
+
+class _Stopping(Exception):
+    """A batch that arrived after a stop request: refused, so Spark does not commit it."""
