@@ -54,6 +54,8 @@ class RunControl:
     publishing: bool = False
     stop_signal: int | None = None
     spark: SparkSession | None = None
+    #: a stream: a stop lets the running micro-batch finish (its jobs are not cancelled)
+    finish_running: bool = False
 
     def started(self, spark: SparkSession) -> None:
         self.spark = spark
@@ -64,7 +66,7 @@ class RunControl:
         another thread: the main thread is waiting on them); while publishing, it finishes."""
         self.stop_signal = signum
         spark = self.spark
-        if spark is not None and not self.publishing:
+        if spark is not None and not self.publishing and not self.finish_running:
             threading.Thread(
                 target=spark.sparkContext.cancelAllJobs, name="etl-cancel", daemon=True
             ).start()

@@ -105,6 +105,7 @@ def run_stream(
     totals = RunMetrics(pipeline=spec.name, run_id=f"stream:{checkpoint}", run_key="")
     if control is not None:
         control.metrics = totals
+        control.finish_running = True
     batch = _Batches(bound, checkpoint, run_batch, totals, say)
     writer = stream.writeStream.foreachBatch(batch).option("checkpointLocation", str(checkpoint))
     trigger = spec.trigger
@@ -114,10 +115,10 @@ def run_stream(
         writer = writer.trigger(processingTime=f"{_seconds(trigger.processing_time)} seconds")
     say(f"streaming {source.name} (checkpoint {checkpoint})")
     query = writer.start()
-    stopper = threading.Thread(
-        target=_stop_when_asked, args=(query, batch, control), name="etl-stream-stop", daemon=True
+    watcher = threading.Thread(
+        target=_watch, args=(query, batch, control), name="etl-stream-watch", daemon=True
     )
-    stopper.start()
+    watcher.start()
     try:
         query.awaitTermination()
     except Exception:
@@ -127,6 +128,8 @@ def run_stream(
             raise
     finally:
         batch.closed = True
+        watcher.join()
+        _progress(query, batch)
     if batch.failure is not None:
         raise batch.failure
     totals.status = "stopped" if batch.stopping else "succeeded"
@@ -198,21 +201,60 @@ class _Batches:
                     setattr(known, field, (mine or 0) + theirs)
         totals.dead_letters += metrics.dead_letters
         totals.published = sorted({*totals.published, *metrics.published})
-        self.say(f"batch {batch_id}: {rows} rows in {seconds:.1f}s")
+        self.say(f"batch {batch_id}: {rows} rows published in {seconds:.1f}s")
 
 
-def _stop_when_asked(query: Any, batch: _Batches, control: RunControl | None) -> None:
-    """Stop the query between batches once a stop is requested."""
-    if control is None:
-        return
+def _watch(query: Any, batch: _Batches, control: RunControl | None) -> None:
+    """While the query runs: its progress into the metrics, every second, and a stop request
+    carried out between batches."""
     while not batch.closed:
-        if control.stop_signal is not None:
+        _progress(query, batch)
+        if control is not None and control.stop_signal is not None and not batch.stopping:
             batch.stopping = True
             with batch.lock:  # the running batch finishes and publishes first
                 pass
             query.stop()
-            return
-        time.sleep(0.2)
+        time.sleep(1.0)
+
+
+def _progress(query: Any, batch: _Batches) -> None:
+    """Spark's progress of each finished batch into its :class:`MicroBatchMetrics`: input and
+    processing rates, the lag behind the source's latest offsets, the watermark, the state."""
+    known = {m.batch_id: m for m in batch.totals.streaming}
+    for progress in query.recentProgress:
+        metrics = known.get(progress.batchId)
+        if metrics is None or metrics.lag is not None or metrics.input_rows_per_second is not None:
+            continue
+        metrics.input_rows_per_second = progress.inputRowsPerSecond
+        metrics.processed_rows_per_second = progress.processedRowsPerSecond
+        metrics.lag = _lag(progress.sources)
+        metrics.watermark = (progress.eventTime or {}).get("watermark")
+        states = [op.numRowsTotal for op in progress.stateOperators]
+        metrics.state_rows = sum(states) if states else None
+        lag = "" if metrics.lag is None else f", {metrics.lag} records behind"
+        batch.say(
+            f"batch {progress.batchId}: {progress.inputRowsPerSecond:.0f} rows/s arriving, "
+            f"{progress.processedRowsPerSecond:.0f} rows/s processed{lag}"
+        )
+
+
+def _lag(sources: Any) -> int | None:
+    """Records between where the batch ended and the source's latest offsets, for sources
+    whose offsets are numbers per partition (``{topic: {partition: offset}}``)."""
+    total, found = 0, False
+    for source in sources:
+        try:
+            end, latest = json.loads(source.endOffset), json.loads(source.latestOffset)
+        except (TypeError, ValueError):
+            continue
+        if not (isinstance(end, dict) and isinstance(latest, dict)):
+            continue
+        for topic, parts in latest.items():
+            for partition, offset in parts.items() if isinstance(parts, dict) else ():
+                done = end.get(topic, {}).get(partition)
+                if isinstance(done, int) and isinstance(offset, int):
+                    total, found = total + max(0, offset - done), True
+    return total if found else None
 
 
 class _Stopping(Exception):

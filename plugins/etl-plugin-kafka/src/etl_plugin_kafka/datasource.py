@@ -160,15 +160,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def prepareForTriggerAvailableNow(self) -> None:
         """``available_now``: read up to the ends there are now, and no further."""
-        self.target = {t: {p: high for p, (_, high) in parts.items()}
-                       for t, parts in self._watermarks().items()}  # fmt: skip
+        self.target = self.reportLatestOffset()
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
-        if self.target is not None:
-            ends = self.target
-        else:
-            ends = {t: {p: high for p, (_, high) in parts.items()}
-                    for t, parts in self._watermarks().items()}  # fmt: skip
+        ends = self.target if self.target is not None else self.reportLatestOffset()
         starting = self.plan["starting_offsets"]
         begin = {
             topic: {p: start.get(topic, {}).get(p, offset_of(starting, topic, int(p), 0, end,
@@ -179,6 +174,11 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if isinstance(limit, ReadMaxRows):
             return _capped(begin, ends, limit.max_rows)
         return {t: {p: max(begin[t][p], e) for p, e in parts.items()} for t, parts in ends.items()}
+
+    def reportLatestOffset(self) -> dict:
+        """The partitions' ends now: Spark reports them, and etl the lag behind them."""
+        return {t: {p: high for p, (_, high) in parts.items()}
+                for t, parts in self._watermarks().items()}  # fmt: skip
 
     def partitions(self, start: dict, end: dict) -> list[InputPartition]:
         ranges = [
