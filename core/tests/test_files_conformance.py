@@ -102,5 +102,8 @@ class TestFilesExtractorConformance(FilesHooks, ExtractorConformance):
     def incremental_options(self):
         return {"by": "modified_time"}
 
+    def stream_options(self):
+        return {"read_schema": "id BIGINT, name STRING, amount DOUBLE"}
+
     def failing_source_block(self, target):
         return {"type": "files", "path": f"{target}/missing/*.parquet", "format": "parquet"}

@@ -33,7 +33,9 @@ Hooks (methods or fixtures of the subclass):
 - ``partitioned_sink_options(column)``: sink options partitioning the target by ``column``
   (loaders declaring the mode ``overwrite_partitions``).
 - ``incremental_options()`` and ``add_rows(target, rows)``: the source's ``incremental:`` block
-  and a way to add rows as new data arrives (extractors declaring ``incremental``).
+  and a way to add rows as new data arrives (extractors declaring ``incremental``; a
+  ``streaming`` one needs ``add_rows`` and may give ``stream_options()``, extra source options
+  for reading the rows as a stream).
 - ``failing_sink_block(target)`` / ``failing_source_block(target)``: a block that fails at run
   time (e.g. a missing table); the tests check the error and that no secret leaks.
 - ``credential_values()``: the credential fields by value (default: a marker ``password``);
@@ -300,6 +302,31 @@ class LoaderConformance(ConformanceBase):
         self.assert_target(target, rows)
         assert self.staging_leftovers(target) == []
 
+    @applies(capability="streaming")
+    def test_micro_batches_publish_each_row_once(self, run, tmp_path, target):
+        """A streaming pipeline (a files stream, ``available_now``) started twice with a new
+        file between: each micro-batch staged and published, every row once."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.create_target(target, self.basic_columns())
+        folder = tmp_path / "stream-in"
+        folder.mkdir()
+        source = {"type": "files", "format": "parquet", "path": str(folder),
+                  "read_schema": "id BIGINT, name STRING, amount DOUBLE"}  # fmt: skip
+        sink = {**self._with_credentials(self.sink_block(target, mode="append")), "input": "rows"}
+        first, later = self.basic_rows(20), self.basic_rows(5, start=1000)
+        for name, rows in (("a", first), ("b", later)):
+            table = pa.Table.from_pylist(rows, schema=self.basic_schema())
+            pq.write_table(table, folder / f"{name}.parquet")
+            metrics = run(
+                {"rows": source}, {"out": sink},
+                execution="streaming", trigger={"available_now": True},
+            )  # fmt: skip
+            assert [b.batch_id for b in metrics.streaming] == [0 if name == "a" else 1]
+        self.assert_target(target, first + later)
+        assert self.staging_leftovers(target) == []
+
     def assert_load_fails(
         self, run: Any, tmp_path: Path, target: str, options: dict, error: type[EtlError]
     ) -> None:
@@ -360,8 +387,13 @@ class ExtractorConformance(ConformanceBase):
 
     def add_rows(self, target: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Add generic rows to an existing target the way new data arrives (an insert, a new
-        file) (extractors declaring ``incremental``)."""
-        raise NotImplementedError("declares incremental: provide add_rows")
+        file) (extractors declaring ``incremental`` or ``streaming``)."""
+        raise NotImplementedError("declares incremental or streaming: provide add_rows")
+
+    def stream_options(self) -> dict[str, Any]:
+        """Extra source options for reading the generic rows as a stream (e.g. the
+        ``read_schema`` a file stream needs); extractors declaring ``streaming``."""
+        return {}
 
     def extract(self, run: Any, tmp_path: Path, target: str, **options: Any) -> list[dict]:
         out = tmp_path / f"out-{uuid.uuid4().hex[:8]}"
@@ -437,6 +469,27 @@ class ExtractorConformance(ConformanceBase):
         self.add_rows(target, later)
         got = self.extract(run, tmp_path, target, **incremental)
         assert rows_of(got, columns) == rows_of(later, columns)
+
+    @applies(capability="streaming")
+    def test_a_stream_reads_each_row_once_across_restarts(self, run, tmp_path, target):
+        """``execution: streaming`` with ``available_now``, started three times, rows added
+        after the first: every row once, and nothing when nothing is new."""
+        columns, first, later = ["id", "name", "amount"], self.basic_rows(20), []
+        self.create_target(target, self.basic_columns(), first)
+        out = tmp_path / f"stream-{uuid.uuid4().hex[:8]}"
+        block = self._with_credentials(self.source_block(target, **self.stream_options()))
+        for start in range(3):
+            metrics = run(
+                {"src": block},
+                {"out": {"type": "files", "input": "src", "path": str(out)}},
+                execution="streaming", trigger={"available_now": True},
+            )  # fmt: skip
+            if start == 0:
+                later = self.basic_rows(5, start=1000)
+                self.add_rows(target, later)
+            elif start == 2:
+                assert metrics.streaming == []
+        assert rows_of(self.read_parquet(out), columns) == rows_of(first + later, columns)
 
     def test_a_reread_returns_the_same_rows(self, run, tmp_path, target):
         """Spark may run a partition's read again (a retried task): reads are deterministic."""

@@ -208,12 +208,14 @@ class ConformanceBase:
             sinks: Mapping[str, Any],
             transforms: Mapping[str, Any] | None = None,
             run_id: str | None = None,
+            **top: Any,
         ) -> RunMetrics:
             pipeline = {
                 "name": "conformance",
                 "credentials": conformance_env,
                 "sources": dict(sources),
                 "sinks": dict(sinks),
+                **top,
             }
             if transforms:
                 pipeline["transforms"] = dict(transforms)
