@@ -141,13 +141,53 @@ def _reachable(settings: Settings, what: str) -> None:
     )
 
 
-def backend(settings: Settings, client: str, what: str) -> Backend:
-    kind = ConfluentBackend if client == "confluent" else KafkaPythonBackend
+def _confluent_connection(settings: Settings) -> dict[str, Any]:
+    """librdkafka's settings of the connection, the login among them."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.security_protocol,
+        "socket.timeout.ms": int(settings.timeout_s * 1000),
+        "log_level": 2,
+    }
+    if settings.sasl_mechanism:
+        conf["sasl.mechanisms"] = settings.sasl_mechanism
+    if settings.user is not None:
+        conf.update({"sasl.username": settings.user, "sasl.password": settings.password})
+    if settings.ssl_cafile:
+        conf["ssl.ca.location"] = settings.ssl_cafile
+    return conf
+
+
+def _kafka_python_connection(settings: Settings) -> dict[str, Any]:
+    """kafka-python's arguments of the connection, the login among them."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": int(settings.timeout_s * 1000) + 1000,
+    }
+    if settings.api_version:
+        kwargs["api_version"] = tuple(int(p) for p in settings.api_version.split("."))
+    if settings.sasl_mechanism:
+        kwargs["sasl_mechanism"] = settings.sasl_mechanism
+    if settings.user is not None:
+        kwargs.update(sasl_plain_username=settings.user, sasl_plain_password=settings.password)
+    if settings.ssl_cafile:
+        kwargs["ssl_cafile"] = settings.ssl_cafile
+    return kwargs
+
+
+def _open(kind: Any, settings: Settings, what: str, *args: Any) -> Any:
+    """``kind(settings, *args)`` once a broker answers; its errors typed, naming ``what``."""
     _reachable(settings, what)
     try:
-        return kind(settings)
+        return kind(settings, *args)
     except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
         raise translate(exc, what) from None
+
+
+def backend(settings: Settings, client: str, what: str) -> Backend:
+    """A consumer of ``client`` (``confluent`` or ``kafka-python``)."""
+    return _open(ConfluentBackend if client == "confluent" else KafkaPythonBackend, settings, what)
 
 
 class Backend:
@@ -181,8 +221,7 @@ class ConfluentBackend(Backend):
         from confluent_kafka import Consumer
 
         conf: dict[str, Any] = {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "security.protocol": settings.security_protocol,
+            **_confluent_connection(settings),
             "group.id": "etl-reader",  # required by the client; nothing is committed
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -192,15 +231,7 @@ class ConfluentBackend(Backend):
             # librdkafka pauses fetching for a second when its prefetch queue is full; a reader
             # that drains it at once only loses time waiting
             "fetch.queue.backoff.ms": 10,
-            "socket.timeout.ms": int(settings.timeout_s * 1000),
-            "log_level": 2,
         }
-        if settings.sasl_mechanism:
-            conf["sasl.mechanisms"] = settings.sasl_mechanism
-        if settings.user is not None:
-            conf.update({"sasl.username": settings.user, "sasl.password": settings.password})
-        if settings.ssl_cafile:
-            conf["ssl.ca.location"] = settings.ssl_cafile
         self.timeout = settings.timeout_s
         self.consumer = Consumer(conf)
 
@@ -266,20 +297,10 @@ class KafkaPythonBackend(Backend):
         from kafka import KafkaConsumer
 
         kwargs: dict[str, Any] = {
-            "bootstrap_servers": settings.bootstrap_servers.split(","),
-            "security_protocol": settings.security_protocol,
+            **_kafka_python_connection(settings),
             "enable_auto_commit": False,
             "group_id": None,
-            "request_timeout_ms": int(settings.timeout_s * 1000) + 1000,
         }
-        if settings.api_version:
-            kwargs["api_version"] = tuple(int(p) for p in settings.api_version.split("."))
-        if settings.sasl_mechanism:
-            kwargs["sasl_mechanism"] = settings.sasl_mechanism
-        if settings.user is not None:
-            kwargs.update(sasl_plain_username=settings.user, sasl_plain_password=settings.password)
-        if settings.ssl_cafile:
-            kwargs["ssl_cafile"] = settings.ssl_cafile
         self.timeout = settings.timeout_s
         self.consumer = KafkaConsumer(**kwargs)
         try:  # metadata calls wait forever for brokers that never answer: bound the wait here
@@ -361,12 +382,9 @@ class Producer:
 
 
 def producer(settings: Settings, client: str, produce: ProducerSettings, what: str) -> Producer:
+    """A producer of ``client`` for ``produce.topic``."""
     kind = ConfluentProducer if client == "confluent" else KafkaPythonProducer
-    _reachable(settings, what)
-    try:
-        return kind(settings, produce)
-    except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
-        raise translate(exc, what) from None
+    return _open(kind, settings, what, produce)
 
 
 class ConfluentProducer(Producer):
@@ -374,21 +392,12 @@ class ConfluentProducer(Producer):
         from confluent_kafka import Producer as Client
 
         conf: dict[str, Any] = {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "security.protocol": settings.security_protocol,
+            **_confluent_connection(settings),
             "acks": produce.acks,
             "enable.idempotence": produce.acks == "all",
             "compression.type": produce.compression,
             "linger.ms": produce.linger_ms,
-            "socket.timeout.ms": int(settings.timeout_s * 1000),
-            "log_level": 2,
         }
-        if settings.sasl_mechanism:
-            conf["sasl.mechanisms"] = settings.sasl_mechanism
-        if settings.user is not None:
-            conf.update({"sasl.username": settings.user, "sasl.password": settings.password})
-        if settings.ssl_cafile:
-            conf["ssl.ca.location"] = settings.ssl_cafile
         self.topic = produce.topic
         self.timeout = settings.timeout_s
         self.failed: list[Any] = []
@@ -439,23 +448,13 @@ class KafkaPythonProducer(Producer):
         from kafka import KafkaProducer
 
         kwargs: dict[str, Any] = {
-            "bootstrap_servers": settings.bootstrap_servers.split(","),
-            "security_protocol": settings.security_protocol,
+            **_kafka_python_connection(settings),
             "acks": "all" if produce.acks == "all" else int(produce.acks),
             "enable_idempotence": produce.acks == "all",
             "compression_type": None if produce.compression == "none" else produce.compression,
             "linger_ms": produce.linger_ms,
-            "request_timeout_ms": int(settings.timeout_s * 1000) + 1000,
             "max_block_ms": int(settings.timeout_s * 1000),
         }
-        if settings.api_version:
-            kwargs["api_version"] = tuple(int(p) for p in settings.api_version.split("."))
-        if settings.sasl_mechanism:
-            kwargs["sasl_mechanism"] = settings.sasl_mechanism
-        if settings.user is not None:
-            kwargs.update(sasl_plain_username=settings.user, sasl_plain_password=settings.password)
-        if settings.ssl_cafile:
-            kwargs["ssl_cafile"] = settings.ssl_cafile
         self.topic = produce.topic
         self.timeout = settings.timeout_s
         self.failed: list[BaseException] = []
