@@ -3,12 +3,17 @@ finishes, the process exits 0, and the next start continues from the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -48,8 +53,12 @@ def test_sigterm_finishes_the_batch_exits_0_and_the_next_start_continues(tmp_pat
     incoming.mkdir()
     write(incoming, "a.csv", range(0, 5))
     (tmp_path / "pipeline.yaml").write_text(PIPELINE)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [shutil.which("etl") or "etl", "run", str(tmp_path / "pipeline.yaml")],
+        [shutil.which("etl") or "etl", "run", str(tmp_path / "pipeline.yaml"),
+         "--health-port", str(port)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYSPARK_PYTHON": sys.executable},
     )  # fmt: skip
@@ -64,6 +73,16 @@ def test_sigterm_finishes_the_batch_exits_0_and_the_next_start_continues(tmp_pat
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the second batch never published"
             time.sleep(0.2)
+        latest = {}
+        while not latest.get("finished_at"):  # Spark's progress comes after the publish
+            assert time.monotonic() < deadline, "no batch on /stream"
+            url = f"http://127.0.0.1:{port}/stream"
+            with contextlib.suppress(urllib.error.HTTPError), urllib.request.urlopen(url) as r:
+                latest = json.loads(r.read())
+            time.sleep(0.2)
+        assert latest["batch_id"] >= 0 and latest["lag_by_partition"] == {}  # files: none
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert "etl_stream_batch_id" in r.read().decode()
         write(incoming, "c.csv", range(8, 10))  # may or may not be read before the stop
         stopped_at = time.monotonic()
         process.send_signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ and ``/metrics`` (the live run's metrics, Prometheus text format) from one threa
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -116,12 +117,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "ok\n")
         elif path == "/ready":
             self._send(200, "ready\n") if control.ready else self._send(503, "starting\n")
+        elif path == "/stream":
+            latest = control.metrics.streaming[-1] if control.metrics is not None else None
+            if latest is None:
+                self._send(404, "no micro-batch has finished (or this is not a stream)\n")
+            else:
+                body = json.dumps(attrs.asdict(latest), indent=1) + "\n"
+                self._send(200, body, "application/json")
         elif path == "/metrics":
             metrics = control.metrics
             text = render_text(metric_families(metrics)) if metrics is not None else ""
             self._send(200, text, "text/plain; version=0.0.4; charset=utf-8")
         else:
-            self._send(404, "not found: try /health, /ready or /metrics\n")
+            self._send(404, "not found: try /health, /ready, /metrics or /stream\n")
 
     def _send(self, status: int, body: str, content_type: str = "text/plain") -> None:
         data = body.encode()

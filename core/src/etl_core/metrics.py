@@ -64,6 +64,10 @@ class MicroBatchMetrics:
     watermark: str | None = None
     state_rows: int | None = None
     lag: int | None = None
+    #: records behind per source partition (``topic[partition]``), for sources that say
+    lag_by_partition: dict[str, int] = attrs.field(factory=dict)
+    #: when Spark reported the batch done
+    finished_at: str | None = None
 
 
 @attrs.define
@@ -145,6 +149,11 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("etl_stream_batch_duration_seconds", "gauge", "Duration of the latest micro-batch."),
     ("etl_stream_state_rows", "gauge", "Rows held in streaming state after the latest batch."),
     ("etl_stream_lag", "gauge", "Records behind the source's latest offset after the last batch."),
+    (
+        "etl_stream_partition_lag",
+        "gauge",
+        "Records behind the latest offset of one source partition after the last batch.",
+    ),
 )
 
 #: every metric name a reporter may emit
@@ -193,6 +202,8 @@ def _samples(metrics: RunMetrics) -> Iterator[tuple[str, dict[str, str], float]]
         ):
             if value is not None:
                 yield name, pipeline, value
+        for partition, lag in sorted(latest.lag_by_partition.items()):
+            yield "etl_stream_partition_lag", {**pipeline, "partition": partition}, lag
 
 
 def metric_families(metrics: RunMetrics) -> list[MetricFamily]:

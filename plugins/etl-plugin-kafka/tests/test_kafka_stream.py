@@ -56,6 +56,7 @@ def test_a_stream_reads_each_record_once_across_restarts_in_capped_batches(
     assert [b.batch_id for b in first.streaming] == [0, 1, 2]  # 40 + 40 + 20
     assert first.stage("events", "extract").rows_out == 100
     assert [b.lag for b in first.streaming] == [60, 20, 0]  # behind the ends after each batch
+    assert first.streaming[0].lag_by_partition == {f"{topic}[{p}]": 20 for p in range(3)}
     produce(kafka_cluster, topic, range(100, 130))
     second = etl_run(spec, plugins=True)
     assert [b.batch_id for b in second.streaming] == [3]

@@ -227,7 +227,9 @@ def _progress(query: Any, batch: _Batches) -> None:
             continue
         metrics.input_rows_per_second = progress.inputRowsPerSecond
         metrics.processed_rows_per_second = progress.processedRowsPerSecond
-        metrics.lag = _lag(progress.sources)
+        metrics.lag_by_partition = _lag(progress.sources)
+        metrics.lag = sum(metrics.lag_by_partition.values()) if metrics.lag_by_partition else None
+        metrics.finished_at = progress.timestamp
         metrics.watermark = (progress.eventTime or {}).get("watermark")
         states = [op.numRowsTotal for op in progress.stateOperators]
         metrics.state_rows = sum(states) if states else None
@@ -238,10 +240,10 @@ def _progress(query: Any, batch: _Batches) -> None:
         )
 
 
-def _lag(sources: Any) -> int | None:
-    """Records between where the batch ended and the source's latest offsets, for sources
-    whose offsets are numbers per partition (``{topic: {partition: offset}}``)."""
-    total, found = 0, False
+def _lag(sources: Any) -> dict[str, int]:
+    """Records between where the batch ended and the source's latest offsets, per partition
+    (``topic[partition]``), for sources whose offsets are ``{topic: {partition: offset}}``."""
+    lag: dict[str, int] = {}
     for source in sources:
         try:
             end, latest = json.loads(source.endOffset), json.loads(source.latestOffset)
@@ -253,8 +255,8 @@ def _lag(sources: Any) -> int | None:
             for partition, offset in parts.items() if isinstance(parts, dict) else ():
                 done = end.get(topic, {}).get(partition)
                 if isinstance(done, int) and isinstance(offset, int):
-                    total, found = total + max(0, offset - done), True
-    return total if found else None
+                    lag[f"{topic}[{partition}]"] = max(0, offset - done)
+    return lag
 
 
 class _Stopping(Exception):
