@@ -69,6 +69,17 @@ def test_available_now_processes_each_file_once_across_runs(etl_run, tmp_path):
     assert len(done) == 1, done  # one completion marker, the latest batch's
 
 
+def test_each_batch_reaches_the_metrics_reporters_as_a_run_with_its_batch(etl_run, tmp_path):
+    write_csv(tmp_path / "incoming", "a.csv", [(1, "x", 10), (2, "y", 20)])
+    etl_run(pipeline(metrics=[{"type": "log", "path": str(tmp_path / "metrics.jsonl")}]))
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    runs = [line for line in lines if line["event"] == "run"]
+    assert len(runs) == 1 and runs[0]["status"] == "succeeded"
+    (batch,) = runs[0]["streaming"]
+    assert batch["batch_id"] == 0 and batch["batch_duration_s"] > 0
+    assert batch["processed_rows_per_second"] > 0
+
+
 def test_malformed_lines_of_a_stream_go_to_the_dead_letters(etl_run, tmp_path):
     folder = tmp_path / "incoming"
     folder.mkdir()

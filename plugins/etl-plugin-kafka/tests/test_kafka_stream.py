@@ -9,6 +9,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from etl_core import EtlError
 from etl_core.manifests import manifest_files
 
 pytestmark = pytest.mark.spark
@@ -79,3 +80,15 @@ def test_malformed_values_of_a_stream_go_to_the_dead_letters(kafka_cluster, etl_
         for line in path.read_text().splitlines()
     ]
     assert [(r["row"], r["source_position"]) for r in letters] == [("oops", f"{topic}[0]@1")]
+
+
+def test_brokers_that_cannot_be_reached_stop_the_stream_with_a_clear_error(
+    kafka_cluster, etl_run, tmp_path
+):
+    spec = stream(kafka_cluster, "events")
+    spec["sources"]["events"]["connection"] = {"bootstrap_servers": "127.0.0.1:1", "timeout_s": 2}
+    with pytest.raises(EtlError) as failure:
+        etl_run(spec, plugins=True)
+    text = str(failure.value)
+    assert "sources.events: the stream stopped" in text and "cannot reach" in text, text
+    assert "Traceback" not in text

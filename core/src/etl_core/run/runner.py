@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etl_core.api import Context, RunMetrics
+from etl_core.api import Context, MicroBatchMetrics, RunMetrics
 from etl_core.config.model import BoundPipeline
 from etl_core.errors import ConfigError, EtlError, RunFailed, short_error
 from etl_core.run import commit
@@ -211,6 +211,9 @@ def run(
     run_id = run_id or str(uuid.uuid4())
     key = run_key(spec.name, run_id)
     metrics = RunMetrics(pipeline=spec.name, run_id=run_id, run_key=key)
+    micro_batch = getattr(feed, "micro_batch", None)
+    if micro_batch is not None:  # a stream's micro-batch: its report carries the batch
+        metrics.streaming.append(micro_batch)
     if control is not None:
         control.metrics = metrics
     secrets = Secrets(bound, host)
@@ -271,8 +274,8 @@ def _run_stream(
         control.started(spark)
     session = spark
 
-    def run_batch(rows: DataFrame, run_id: str) -> RunMetrics:
-        feed = stream.StreamFeed(bound, rows)
+    def run_batch(rows: DataFrame, run_id: str, micro_batch: MicroBatchMetrics) -> RunMetrics:
+        feed = stream.StreamFeed(bound, rows, micro_batch)
         return run(
             bound, host, run_id=run_id, spark=session, progress=say,
             span_exporter=span_exporter, feed=feed,
@@ -353,6 +356,10 @@ def _fail(live: LiveRun | None, metrics: RunMetrics, secrets: Secrets, exc: Base
 def _finish(live: LiveRun | None, metrics: RunMetrics, host: PluginHost) -> None:
     """Unpersist, then announce what is left: the stages no staging finished, the run."""
     metrics.finished_at = dt.datetime.now(dt.UTC)
+    for batch in metrics.streaming:  # this run was a stream's micro-batch
+        rows = sum(s.rows_out or 0 for s in metrics.stages if s.stage == "extract")
+        batch.batch_duration_s = seconds = metrics.duration_s or 0.0
+        batch.processed_rows_per_second = rows / seconds if seconds else None
     if live is not None:  # without one, no stage ever started
         for df in live.persisted:
             df.unpersist()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from etl_core.api import Context, MicroBatchMetrics, RunMetrics
 from etl_core.config.model import Bound, BoundPipeline
 from etl_core.config.schema import schema_ddl
+from etl_core.errors import RunFailed, short_error
 from etl_core.run.locks import run_key, runs_folder
 
 if TYPE_CHECKING:
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("etl.run")
 
-#: runs one micro-batch: (its rows, its run id) → the run's metrics
-RunBatch = Callable[["DataFrame", str], RunMetrics]
+#: runs one micro-batch: (its rows, its run id, its metrics) → the run's metrics
+RunBatch = Callable[["DataFrame", str, MicroBatchMetrics], RunMetrics]
 
 
 def checkpoint_of(bound: BoundPipeline) -> Path:
@@ -57,8 +58,11 @@ class StreamFeed:
     transforms: set[str] = set()
     sinks = None
 
-    def __init__(self, bound: BoundPipeline, rows: DataFrame):
+    def __init__(self, bound: BoundPipeline, rows: DataFrame, micro_batch: MicroBatchMetrics):
         self.bound, self.rows = bound, rows
+        #: the batch's own metrics, in its run's report (its reporters see the batch id, and
+        #: the run fills the duration and processing rate)
+        self.micro_batch = micro_batch
         self.source = streamed_source(bound)
         self.datasets = {self.source.name}
 
@@ -121,11 +125,11 @@ def run_stream(
     watcher.start()
     try:
         query.awaitTermination()
-    except Exception:
+    except Exception as exc:  # noqa: BLE001 - Spark's StreamingQueryException, typed here
         if batch.failure is not None:
             raise batch.failure from None
-        if not batch.stopping:
-            raise
+        if not batch.stopping:  # the source failed, between batches
+            raise RunFailed(f"sources.{source.name}: the stream stopped: {_cause(exc)}") from None
     finally:
         batch.closed = True
         watcher.join()
@@ -134,6 +138,15 @@ def run_stream(
         raise batch.failure
     totals.status = "stopped" if batch.stopping else "succeeded"
     return totals
+
+
+def _cause(exc: BaseException) -> str:
+    """What stopped the query: the typed error a Python source raised (Spark wraps it in a
+    Java stack trace), else Spark's first line."""
+    import re
+
+    found = re.search(r"etl_core\.errors\.\w+: (.+)", str(exc))
+    return found[1].strip() if found else short_error(exc).strip().splitlines()[0]
 
 
 def _seconds(value: str | float) -> float:
@@ -166,30 +179,23 @@ class _Batches:
         with self.lock:
             query_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
             run_id = f"{self.bound.spec.name}-{query_id}-{batch_id}"
-            started = time.monotonic()
+            micro_batch = MicroBatchMetrics(batch_id)
             try:
-                metrics = self.run_batch(rows, run_id)
+                metrics = self.run_batch(rows, run_id, micro_batch)
             except BaseException as exc:
                 self.failure = exc
                 raise
-            seconds = time.monotonic() - started
-            self._add(metrics, batch_id, seconds)
+            self._add(metrics, micro_batch)
             # Spark committed the batch before this one: it never runs again, and its
             # completion marker can go (a stream leaves one marker, not one per batch)
             name = self.bound.spec.name
             before = run_key(name, f"{name}-{query_id}-{batch_id - 1}")
             (runs_folder(self.bound.spec.base_dir) / f"{before}.done").unlink(missing_ok=True)
 
-    def _add(self, metrics: RunMetrics, batch_id: int, seconds: float) -> None:
+    def _add(self, metrics: RunMetrics, micro_batch: MicroBatchMetrics) -> None:
         totals = self.totals
+        totals.streaming.append(micro_batch)
         rows = sum(s.rows_out or 0 for s in metrics.stages if s.stage == "extract")
-        totals.streaming.append(
-            MicroBatchMetrics(
-                batch_id,
-                processed_rows_per_second=rows / seconds if seconds else None,
-                batch_duration_s=seconds,
-            )
-        )
         for stage in metrics.stages:
             known = totals.stage(stage.dataset, stage.stage)
             if known is None:
@@ -201,7 +207,8 @@ class _Batches:
                     setattr(known, field, (mine or 0) + theirs)
         totals.dead_letters += metrics.dead_letters
         totals.published = sorted({*totals.published, *metrics.published})
-        self.say(f"batch {batch_id}: {rows} rows published in {seconds:.1f}s")
+        seconds = micro_batch.batch_duration_s or 0.0
+        self.say(f"batch {micro_batch.batch_id}: {rows} rows published in {seconds:.1f}s")
 
 
 def _watch(query: Any, batch: _Batches, control: RunControl | None) -> None:
