@@ -47,7 +47,11 @@ BUILTIN_TRANSFORMERS = {
 }
 BUILTIN_CAPABILITIES = {
     ("extractor", "files"): {"batch", "partitioned_read", "incremental", "streaming"},
-    **{("transformer", name): {"batch"} for name in BUILTIN_TRANSFORMERS},
+    **{("transformer", name): {"batch"} for name in ("aggregate", "deduplicate", "window")},
+    **{
+        ("transformer", name): {"batch", "streaming"}
+        for name in BUILTIN_TRANSFORMERS - {"aggregate", "deduplicate", "window"}
+    },
     **{
         ("validator", name): set()
         for name in (

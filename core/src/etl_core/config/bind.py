@@ -54,8 +54,8 @@ def bind(
     _check_sources(sources, issues)
     _check_sinks(spec, sinks, issues)
     _check_transforms(spec, transforms, issues)
-    _check_streaming(spec, sources, [*sinks.values(), *([dead_letter] if dead_letter else [])],
-                     issues)  # fmt: skip
+    writers = [*sinks.values(), *([dead_letter] if dead_letter else [])]
+    _check_streaming(spec, sources, transforms, writers, issues)
     _check_secret_references(
         [
             *datasets, *credentials.values(), *metrics, *([dead_letter] if dead_letter else []),
@@ -220,6 +220,7 @@ def _check_sources(sources: Mapping[str, Bound], issues: list[ConfigIssue]) -> N
 def _check_streaming(
     spec: PipelineSpec,
     sources: Mapping[str, Bound],
+    transforms: Mapping[str, Bound],
     writers: list[Bound],
     issues: list[ConfigIssue],
 ) -> None:
@@ -269,6 +270,17 @@ def _check_streaming(
                     f"{item.path}.incremental",
                     "a streaming pipeline keeps its place in the stream in its checkpoint",
                     "remove `incremental`",
+                )
+            )
+    for item in transforms.values():
+        if "streaming" not in item.component.capabilities:
+            issues.append(
+                ConfigIssue(
+                    f"{item.path}.type",
+                    f"type {item.component.name!r} works on a whole dataset: in a stream it "
+                    "would see one micro-batch at a time",
+                    "run it in a batch pipeline over the stream's output; event-time windows "
+                    "and deduplication over a stream need watermarks, not in this release",
                 )
             )
     for item in writers:

@@ -28,6 +28,8 @@ class SqlTransform(Transformer):
     """Spark SQL over the named inputs; each input is a view with the dataset's name."""
 
     name = "sql"
+    #: row by row (a join or union with a static source too): each micro-batch on its own
+    capabilities = frozenset({"batch", "streaming"})
     Options = SqlOptions
     inputs: ClassVar[tuple[int, int | None]] = (1, None)
 
@@ -61,6 +63,8 @@ class JoinTransform(Transformer):
     """
 
     name = "join"
+    #: row by row (a join or union with a static source too): each micro-batch on its own
+    capabilities = frozenset({"batch", "streaming"})
     Options = JoinOptions
     inputs: ClassVar[tuple[int, int | None]] = (2, None)
 
@@ -102,6 +106,8 @@ class FilterTransform(Transformer):
     """Keep the rows where a Spark SQL condition holds."""
 
     name = "filter"
+    #: row by row (a join or union with a static source too): each micro-batch on its own
+    capabilities = frozenset({"batch", "streaming"})
     Options = FilterOptions
 
     def transform(
@@ -124,6 +130,8 @@ class SelectTransform(Transformer):
     """Pick columns or expressions (``upper(name) AS name``), then rename, then cast."""
 
     name = "select"
+    #: row by row (a join or union with a static source too): each micro-batch on its own
+    capabilities = frozenset({"batch", "streaming"})
     Options = SelectOptions
 
     def check(self, inputs: Sequence[str], options: SelectOptions) -> list[str]:
@@ -204,6 +212,8 @@ class UnionTransform(Transformer):
     """
 
     name = "union"
+    #: row by row (a join or union with a static source too): each micro-batch on its own
+    capabilities = frozenset({"batch", "streaming"})
     Options = UnionOptions
     inputs: ClassVar[tuple[int, int | None]] = (2, None)
 

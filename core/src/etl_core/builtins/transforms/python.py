@@ -39,6 +39,8 @@ class PythonTransform(Transformer):
     return a DataFrame, built lazily (no Spark action, no collect)."""
 
     name = "python"
+    #: row by row (a join or union with a static source too): each micro-batch on its own
+    capabilities = frozenset({"batch", "streaming"})
     Options = PythonOptions
     inputs: ClassVar[tuple[int, int | None]] = (1, None)
 
