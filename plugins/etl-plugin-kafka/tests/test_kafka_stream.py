@@ -92,3 +92,25 @@ def test_brokers_that_cannot_be_reached_stop_the_stream_with_a_clear_error(
     text = str(failure.value)
     assert "sources.events: the stream stopped" in text and "cannot reach" in text, text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_group_id_records_where_the_stream_is_for_monitoring(
+    kafka_cluster, etl_run, tmp_path, client
+):
+    """After a run, the group's offsets are where the stream is: every record before them
+    processed (two capped batches here)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = kafka_cluster.topic(2)
+    produce(kafka_cluster, topic, range(40), partitions=2)
+    group = f"monitor-{client}"
+    spec = stream(kafka_cluster, topic, max_records_per_batch=20, group_id=group, client=client)
+    spec["sources"]["events"]["connection"] = kafka_cluster.connection(client)
+    assert [b.batch_id for b in etl_run(spec, plugins=True).streaming] == [0, 1]
+    consumer = Consumer({"bootstrap.servers": kafka_cluster.bootstrap, "group.id": group})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(2)], timeout=10)
+    finally:
+        consumer.close()
+    assert [tp.offset for tp in committed] == [20, 20]  # 40 records, 20 per partition

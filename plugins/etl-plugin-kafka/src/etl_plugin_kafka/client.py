@@ -190,6 +190,38 @@ def backend(settings: Settings, client: str, what: str) -> Backend:
     return _open(ConfluentBackend if client == "confluent" else KafkaPythonBackend, settings, what)
 
 
+def commit_offsets(
+    settings: Settings, client: str, group: str, offsets: dict[str, dict[str, int]]
+) -> None:
+    """Record ``offsets`` (``{topic: {partition: next offset}}``) as consumer group ``group``'s
+    position: for lag monitoring tools only, etl never reads from a group's offsets."""
+    places = [(t, int(p), o) for t, parts in offsets.items() for p, o in parts.items()]
+    if client == "confluent":
+        from confluent_kafka import Consumer, TopicPartition
+
+        conf = {**_confluent_connection(settings), "group.id": group, "enable.auto.commit": False}
+        consumer = Consumer(conf)
+        try:
+            marks = [TopicPartition(t, p, o) for t, p, o in places]
+            consumer.commit(offsets=marks, asynchronous=False)
+        finally:
+            consumer.close()
+        return
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as Partition
+    from kafka.structs import OffsetAndMetadata
+
+    python_consumer = KafkaConsumer(
+        **_kafka_python_connection(settings), group_id=group, enable_auto_commit=False
+    )
+    try:
+        python_consumer.commit(
+            {Partition(t, p): OffsetAndMetadata(o, "", -1) for t, p, o in places}
+        )
+    finally:
+        python_consumer.close()
+
+
 class Backend:
     """One client's consumer, assigned by hand: no consumer group, nothing committed."""
 

@@ -107,6 +107,7 @@ class KafkaExtractor(Extractor):
             "max_records": options.max_records_per_batch,
             "records_per_split": options.records_per_split,
             "parallelism": datasources.parallelism(ctx.spark),
+            "group_id": options.group_id,
         }
         source_options = {"plan": plan, **_connection_options(_settings(options), what)}
         return datasources.read_stream(ctx.spark, KafkaDataSource, schema, source_options)

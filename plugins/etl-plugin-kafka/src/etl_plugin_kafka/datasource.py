@@ -11,6 +11,7 @@ that Spark redacts it from plans), ``what`` (the block, for errors).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ from etl_plugin_kafka.client import (
     Records,
     Settings,
     backend,
+    commit_offsets,
     fill_splits,
     offset_of,
     producer,
@@ -47,6 +49,8 @@ from etl_plugin_kafka.client import (
 )
 
 HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+
+log = logging.getLogger("etl.kafka")
 
 NAME = "etl_kafka"
 #: with a dead-letter sink, the json format adds this column: the text of each value that is
@@ -125,7 +129,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     Options: ``plan`` (JSON: ``client``, ``format``, ``topics``, ``pattern``,
     ``starting_offsets``, ``max_records`` (or null), ``records_per_split`` (or null),
-    ``parallelism``), ``connection``, ``secret``, ``what`` as the batch reader's."""
+    ``parallelism``, ``group_id`` (or null)), ``connection``, ``secret``, ``what`` as the
+    batch reader's."""
 
     def __init__(self, options: Mapping[str, str], schema: StructType):
         self.plan = json.loads(options["plan"])
@@ -133,6 +138,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.what = options.get("what", "kafka source")
         self.schema = arrow_schema(schema)
         self.target: dict[str, dict[str, int]] | None = None
+        self.recorded: dict | None = None
 
     def _watermarks(self) -> dict[str, dict[str, tuple[int, int]]]:
         consumer = backend(self.settings, self.plan["client"], self.what)
@@ -163,6 +169,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.target = self.reportLatestOffset()
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        self._record(start)
         ends = self.target if self.target is not None else self.reportLatestOffset()
         starting = self.plan["starting_offsets"]
         begin = {
@@ -195,6 +202,23 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         return read_ranges(self.settings, self.plan, self.schema, self.what, partition.value)
+
+    def commit(self, end: dict) -> None:
+        self._record(end)
+
+    def _record(self, done: dict) -> None:
+        """With ``group_id``: record ``done`` (offsets every record before which the query
+        has processed) as that consumer group's offsets, for lag monitoring; nothing reads
+        them back. Spark's ``commit`` comes a batch late, and not at all for a run's last
+        batch; ``latestOffset``'s start is processed too, so both record."""
+        group = self.plan.get("group_id")
+        if group is None or not done or done == self.recorded:
+            return
+        try:
+            commit_offsets(self.settings, self.plan["client"], group, done)
+            self.recorded = done
+        except Exception as exc:  # noqa: BLE001 - monitoring must never stop the stream
+            log.warning("%s: could not commit offsets for group %r: %s", self.what, group, exc)
 
 
 def _capped(

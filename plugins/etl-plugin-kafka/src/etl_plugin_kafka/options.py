@@ -79,6 +79,9 @@ class KafkaSourceOptions:
     max_records_per_batch: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(positive)
     )
+    #: streaming: record each batch's end offsets as this consumer group's, for lag
+    #: monitoring tools (the checkpoint alone decides what is read)
+    group_id: str | None = None
     #: SASL login, from a `credentials:` entry
     user: Secret | None = None
     password: Secret | None = None
