@@ -302,7 +302,12 @@ def _publish_rejected(live: LiveRun, entry: Staging, rejected: list[Rejected]) -
     )
 
 
+#: how long a discard waits for cancelled tasks to stop writing into the staging
+SETTLE_S = 15.0
+
+
 def discard_all(live: LiveRun) -> None:
+    _settle(live)
     for entry in live.staged:
         try:
             entry.loader.discard(entry.ctx, entry.handle, entry.options)
@@ -310,3 +315,20 @@ def discard_all(live: LiveRun) -> None:
             message = live.secrets.redact(str(exc))
             log.warning("etl: could not discard the staging of %s: %s", entry.item.name, message)
     live.staged.clear()
+
+
+def _settle(live: LiveRun) -> None:
+    """After a stop request, wait (a little) for the cancelled Spark tasks to end: a task
+    still running would write its file into a staging already removed. A cancelled job ends
+    at once, its tasks only when they next look: count the executors' running tasks."""
+    if live.control is None or live.control.stop_signal is None or not live.staged:
+        return
+    try:
+        tracker = live.spark.sparkContext._jsc.sc().statusTracker()  # noqa: SLF001 - no Python API
+    except Exception:  # noqa: BLE001 - no SparkContext (Spark Connect): nothing to wait for
+        return
+    deadline = time.monotonic() + SETTLE_S
+    while time.monotonic() < deadline:
+        if not sum(info.numRunningTasks() for info in tracker.getExecutorInfos()):
+            return
+        time.sleep(0.1)
