@@ -106,7 +106,7 @@ def run_stream(
         dead_letter_sink=bound.dead_letter is not None,
     )
     stream = source.component().extract_stream(ctx, options)
-    totals = RunMetrics(pipeline=spec.name, run_id=f"stream:{checkpoint}", run_key="")
+    totals = RunMetrics(pipeline=spec.name, run_id="stream", run_key="")
     if control is not None:
         control.metrics = totals
         control.finish_running = True
@@ -119,6 +119,7 @@ def run_stream(
         writer = writer.trigger(processingTime=f"{_seconds(trigger.processing_time)} seconds")
     say(f"streaming {source.name} (checkpoint {checkpoint})")
     query = writer.start()
+    totals.run_id = f"stream {query.id}"  # the query id: the checkpoint's, across restarts
     watcher = threading.Thread(
         target=_watch, args=(query, batch, control), name="etl-stream-watch", daemon=True
     )
