@@ -94,6 +94,8 @@ def test_the_author_guide_walk_through_runs(author, tmp_path):
         program, *args = shlex.split(step)
         outputs[step] = author.run(program, *args, cwd=tmp_path, timeout=1200)
     assert re.search(r"\b\d+ passed\b", outputs["pytest etl-plugin-notes"])
+    claimed = re.search(r"`(etl conformance: \d+ cases not applicable)", GUIDE.read_text())
+    assert claimed and claimed[1] in outputs["pytest etl-plugin-notes"]  # the guide's summary
     assert "failed" not in outputs["pytest etl-plugin-notes"]
     assert "succeeded" in outputs["etl run pipeline.yaml"]
     assert "notes" in outputs["etl plugins show notes"]

@@ -135,7 +135,8 @@ class {{ cls }}Loader(Loader):
 
     name = NAME
     Options = SinkOptions
-    capabilities = frozenset({"batch"})
+    #: streaming: a stream's micro-batches are staged and published as runs (each its run id)
+    capabilities = frozenset({"batch", "streaming"})
     modes: ClassVar[tuple[str, ...]] = ("append", "overwrite", "error")
 
     @staticmethod
