@@ -114,3 +114,19 @@ def test_group_id_records_where_the_stream_is_for_monitoring(
     finally:
         consumer.close()
     assert [tp.offset for tp in committed] == [20, 20]  # 40 records, 20 per partition
+
+
+def test_a_topic_that_appears_later_is_read_from_its_start(kafka_cluster, etl_run, tmp_path):
+    first = kafka_cluster.topic(2, prefix="etl-grow")
+    prefix = first.rsplit("-", 1)[0]
+    produce(kafka_cluster, first, range(10), partitions=2)
+    spec = stream(kafka_cluster, first)
+    del spec["sources"]["events"]["topics"]
+    spec["sources"]["events"]["pattern"] = f"{prefix}-.*"
+    assert etl_run(spec, plugins=True).stage("events", "extract").rows_out == 10
+    second = kafka_cluster.topic(3, prefix="etl-grow")  # matches the pattern
+    produce(kafka_cluster, second, range(100, 106))
+    produce(kafka_cluster, first, range(10, 12), partitions=2)
+    assert etl_run(spec, plugins=True).stage("events", "extract").rows_out == 8
+    ids = sorted(row["id"] for row in published(tmp_path / "out"))
+    assert ids == [*range(12), *range(100, 106)]

@@ -139,6 +139,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.schema = arrow_schema(schema)
         self.target: dict[str, dict[str, int]] | None = None
         self.recorded: dict | None = None
+        #: where partitions that appeared after the stream began start (by starting_offsets)
+        self.begins: dict[str, dict[str, int]] = {}
 
     def _watermarks(self) -> dict[str, dict[str, tuple[int, int]]]:
         consumer = backend(self.settings, self.plan["client"], self.what)
@@ -171,16 +173,24 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         self._record(start)
         ends = self.target if self.target is not None else self.reportLatestOffset()
-        starting = self.plan["starting_offsets"]
-        begin = {
-            topic: {p: start.get(topic, {}).get(p, offset_of(starting, topic, int(p), 0, end,
-                                                            "starting_offsets"))
-                    for p, end in parts.items()}
-            for topic, parts in ends.items()
-        }  # fmt: skip
+        begin = {t: {p: self._begin(start, t, p) for p in parts} for t, parts in ends.items()}
         if isinstance(limit, ReadMaxRows):
             return _capped(begin, ends, limit.max_rows)
         return {t: {p: max(begin[t][p], e) for p, e in parts.items()} for t, parts in ends.items()}
+
+    def _begin(self, start: dict, topic: str, partition: str) -> int:
+        """Where a batch reads ``topic[partition]`` from: the previous batch's end, or, for a
+        partition that appeared since (a new topic matching the pattern), ``starting_offsets``
+        within its offsets now (remembered: ``partitions`` asks again with the same start)."""
+        if partition in start.get(topic, {}):
+            return int(start[topic][partition])
+        known = self.begins.get(topic, {}).get(partition)
+        if known is None:
+            low, high = self._watermarks().get(topic, {}).get(partition, (0, 0))
+            starting = self.plan["starting_offsets"]
+            known = offset_of(starting, topic, int(partition), low, high, "starting_offsets")
+            self.begins.setdefault(topic, {})[partition] = known
+        return known
 
     def reportLatestOffset(self) -> dict:
         """The partitions' ends now: Spark reports them, and etl the lag behind them."""
@@ -189,7 +199,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def partitions(self, start: dict, end: dict) -> list[InputPartition]:
         ranges = [
-            [topic, int(p), start.get(topic, {}).get(p, stop), stop]
+            [topic, int(p), self._begin(start, topic, p), stop]
             for topic, parts in end.items()
             for p, stop in parts.items()
         ]
