@@ -393,6 +393,13 @@ class CredentialProvider(Component):
         """Options for an inline ``{secret: "<name>:<path>#field"}`` reference."""
         raise NotImplementedError(f"{cls.name} does not support inline secret references")
 
+    def expires_in(self) -> float | None:
+        """Seconds until some credential this provider resolved stops working for good (its
+        lease cannot be renewed past that), or ``None`` when none does. A streaming pipeline
+        asks before each micro-batch; when the answer is close, it resolves the credentials
+        again through a new instance of the provider and closes this one afterwards."""
+        return None
+
     def close(self) -> None:
         """Release leases at the end of the run."""
 

@@ -1,9 +1,10 @@
-"""Credentials of one run: resolved once, cached, and remembered to redact them from errors."""
+"""Credentials of one run (or of one stream, across its micro-batches): resolved once, cached,
+resolved again when their provider says they end soon, and remembered to redact them."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -26,6 +27,7 @@ class Secrets:
         self._entries: dict[str, Mapping[str, Secret]] = {}
         self._references: dict[tuple[str, str], Mapping[str, Secret]] = {}
         self._providers: dict[str, CredentialProvider] = {}
+        self._retired: list[CredentialProvider] = []
         self.values: set[str] = set()
 
     def _provider(self, name: str) -> CredentialProvider:
@@ -76,6 +78,40 @@ class Secrets:
             options = attrs.evolve(options, **fields)
         return options
 
+    def providers_of(self, item: Bound) -> set[str]:
+        """The credential providers the item's options are resolved through."""
+        names = {ref.provider for ref in _refs(item.options)}
+        block = item.block
+        if block is not None and block.credentials is not None:
+            names |= self._entry_providers(block.credentials)
+        return names
+
+    def _entry_providers(self, name: str) -> set[str]:
+        entry = self._bound.credentials[name]
+        return {entry.component.name, *(ref.provider for ref in _refs(entry.options))}
+
+    def refresh(self, within: float) -> set[str]:
+        """Forget what a provider resolved when some of it stops working within ``within``
+        seconds: the next use resolves it again through a new instance of the provider. The
+        instances retired by the call before this one are closed now (their leases released):
+        a stream calls this between micro-batches, so none of its batches still uses them.
+        Returns the names of the providers retired."""
+        for provider in self._retired:
+            self._close(provider)
+        self._retired = []
+        ending = set()
+        for name, provider in self._providers.items():
+            left = provider.expires_in()
+            if left is not None and left < within:
+                ending.add(name)
+        for name in ending:
+            self._retired.append(self._providers.pop(name))
+        for entry in [e for e in self._entries if self._entry_providers(e) & ending]:
+            del self._entries[entry]
+        for key in [k for k in self._references if k[0] in ending]:
+            del self._references[key]
+        return ending
+
     def _replace_refs(self, value: Any, path: str) -> Any:
         if isinstance(value, SecretRef):
             return self.reference(value, path)
@@ -98,9 +134,24 @@ class Secrets:
         return text
 
     def close(self) -> None:
-        for provider in self._providers.values():
-            try:
-                provider.close()
-            except Exception as exc:  # noqa: BLE001 - releasing leases must not hide the result
-                message = self.redact(str(exc))
-                log.warning("etl: could not release credentials of %s: %s", provider.name, message)
+        for provider in [*self._retired, *self._providers.values()]:
+            self._close(provider)
+
+    def _close(self, provider: CredentialProvider) -> None:
+        try:
+            provider.close()
+        except Exception as exc:  # noqa: BLE001 - releasing leases must not hide the result
+            message = self.redact(str(exc))
+            log.warning("etl: could not release credentials of %s: %s", provider.name, message)
+
+
+def _refs(value: Any) -> Iterator[SecretRef]:
+    """The unresolved references inside options."""
+    if isinstance(value, SecretRef):
+        yield value
+    elif attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            yield from _refs(getattr(value, field.name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _refs(item)

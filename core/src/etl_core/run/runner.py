@@ -196,6 +196,7 @@ def run(
     control: RunControl | None = None,
     span_exporter: Any = None,
     feed: Replay | None = None,
+    secrets: Secrets | None = None,
 ) -> RunMetrics:
     """Run a bound pipeline once. Returns the metrics; raises :class:`EtlError` on failure
     (the metrics are then on the exception as ``exc.metrics``).
@@ -203,7 +204,8 @@ def run(
     ``control`` shares the live run with a health server and signal handlers (a stop request
     discards every staging). ``span_exporter`` replaces the exporter ``tracing:`` configures
     (tests pass the OpenTelemetry SDK's ``InMemorySpanExporter``). ``feed`` replaces some
-    datasets with dead letters fed back in (:func:`replay`)."""
+    datasets with dead letters fed back in (:func:`replay`). ``secrets``: a stream's
+    credentials, shared by its micro-batches (the stream closes them)."""
     spec = bound.spec
     say = progress or (lambda message: log.info("etl: %s", message))
     if spec.execution == "streaming" and feed is None:
@@ -216,7 +218,8 @@ def run(
         metrics.streaming.append(micro_batch)
     if control is not None:
         control.metrics = metrics
-    secrets = Secrets(bound, host)
+    own_secrets = secrets is None
+    secrets = secrets or Secrets(bound, host)
     with run_lock(spec.base_dir, key) as lock:
         done = lock.with_suffix(".done")
         if done.exists():
@@ -249,7 +252,8 @@ def run(
                 _fail(live, metrics, secrets, exc)
             finally:
                 _finish(live, metrics, host)
-                secrets.close()
+                if own_secrets:
+                    secrets.close()
     return metrics
 
 
@@ -278,13 +282,12 @@ def _run_stream(
         feed = stream.StreamFeed(bound, rows, micro_batch)
         return run(
             bound, host, run_id=run_id, spark=session, progress=say,
-            span_exporter=span_exporter, feed=feed,
+            span_exporter=span_exporter, feed=feed, secrets=secrets,
         )  # fmt: skip
 
     secrets = Secrets(bound, host)
     try:
-        options = secrets.options_for(stream.streamed_source(bound))
-        metrics = stream.run_stream(bound, spark, options, run_batch, control=control, say=say)
+        metrics = stream.run_stream(bound, spark, secrets, run_batch, control=control, say=say)
     except EtlError as exc:
         raise _retyped(exc, secrets.redact(str(exc)), []) from None
     finally:

@@ -32,9 +32,14 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from etl_core.health import RunControl
+    from etl_core.run.credentials import Secrets
     from etl_core.run.live import LiveRun
 
 log = logging.getLogger("etl.run")
+
+#: credentials ending sooner than this (or than two of the slowest batches and a trigger
+#: interval) are resolved again before a micro-batch
+RENEW_AHEAD_S = 60.0
 
 #: runs one micro-batch: (its rows, its run id, its metrics) → the run's metrics
 RunBatch = Callable[["DataFrame", str, MicroBatchMetrics], RunMetrics]
@@ -81,19 +86,46 @@ class StreamFeed:
 def run_stream(
     bound: BoundPipeline,
     spark: SparkSession,
-    options: Any,
+    secrets: Secrets,
     run_batch: RunBatch,
     *,
     control: RunControl | None = None,
     say: Callable[[str], None] = lambda message: None,
 ) -> RunMetrics:
     """Start the pipeline's streaming query and run it until it ends (``available_now``), a
-    stop is requested through ``control``, or a batch fails (raised as it was). ``options``
-    are the streamed source's (secrets resolved). Returns the query's metrics: one
-    :class:`MicroBatchMetrics` per batch, the stages summed over the batches."""
-    spec = bound.spec
+    stop is requested through ``control``, or a batch fails (raised as it was). ``secrets``
+    are the stream's credentials, shared by its batches. Returns the query's metrics: one
+    :class:`MicroBatchMetrics` per batch, the stages summed over the batches.
+
+    Before each batch, credentials that end soon are resolved again (:meth:`Secrets.refresh`).
+    The sinks and lookups take the new ones in that batch; the streamed source's reader got
+    its options when the query started, so when its own credentials are renewed the query
+    stops after the batch and starts again from its checkpoint (same query id)."""
     source = streamed_source(bound)
-    checkpoint = checkpoint_of(bound)
+    totals = RunMetrics(pipeline=bound.spec.name, run_id="stream", run_key="")
+    if control is not None:
+        control.metrics = totals
+        control.finish_running = True
+    batch = _Batches(bound, secrets, run_batch, totals, say)
+    while True:
+        _run_query(bound, spark, secrets.options_for(source), batch, control)
+        if not batch.restart or (control is not None and control.stop_signal is not None):
+            break
+        say(f"sources.{source.name}: its credentials were renewed; the query starts again")
+        batch.restart = batch.stopping = batch.closed = False
+    totals.status = "stopped" if batch.stopping else "succeeded"
+    return totals
+
+
+def _run_query(
+    bound: BoundPipeline,
+    spark: SparkSession,
+    options: Any,
+    batch: _Batches,
+    control: RunControl | None,
+) -> None:
+    """One start of the streaming query, until it ends or stops."""
+    spec, source = bound.spec, streamed_source(bound)
     ctx = Context(
         spark=spark,
         pipeline=spec.name,
@@ -106,20 +138,16 @@ def run_stream(
         dead_letter_sink=bound.dead_letter is not None,
     )
     stream = source.component().extract_stream(ctx, options)
-    totals = RunMetrics(pipeline=spec.name, run_id="stream", run_key="")
-    if control is not None:
-        control.metrics = totals
-        control.finish_running = True
-    batch = _Batches(bound, checkpoint, run_batch, totals, say)
-    writer = stream.writeStream.foreachBatch(batch).option("checkpointLocation", str(checkpoint))
+    writer = stream.writeStream.foreachBatch(batch)
+    writer = writer.option("checkpointLocation", str(batch.checkpoint))
     trigger = spec.trigger
     if trigger is not None and trigger.available_now:
         writer = writer.trigger(availableNow=True)
     elif trigger is not None and trigger.processing_time is not None:
         writer = writer.trigger(processingTime=f"{_seconds(trigger.processing_time)} seconds")
-    say(f"streaming {source.name} (checkpoint {checkpoint})")
+    batch.say(f"streaming {source.name} (checkpoint {batch.checkpoint})")
     query = writer.start()
-    totals.run_id = f"stream {query.id}"  # the query id: the checkpoint's, across restarts
+    batch.totals.run_id = f"stream {query.id}"  # the query id: the checkpoint's, across restarts
     watcher = threading.Thread(
         target=_watch, args=(query, batch, control), name="etl-stream-watch", daemon=True
     )
@@ -137,8 +165,6 @@ def run_stream(
         _progress(query, batch)
     if batch.failure is not None:
         raise batch.failure
-    totals.status = "stopped" if batch.stopping else "succeeded"
-    return totals
 
 
 def _cause(exc: BaseException) -> str:
@@ -162,22 +188,27 @@ class _Batches:
     def __init__(
         self,
         bound: BoundPipeline,
-        checkpoint: Path,
+        secrets: Secrets,
         run_batch: RunBatch,
         totals: RunMetrics,
         say: Callable[[str], None],
     ):
-        self.bound, self.checkpoint, self.run_batch = bound, checkpoint, run_batch
+        self.bound, self.secrets, self.run_batch = bound, secrets, run_batch
+        self.checkpoint = checkpoint_of(bound)
         self.totals, self.say = totals, say
         self.lock = threading.Lock()
         self.failure: BaseException | None = None
         self.closed = False
         self.stopping = False
+        #: the streamed source's credentials were renewed: stop after this batch, start again
+        self.restart = False
+        self.slowest = 0.0  # seconds, the longest batch so far
 
     def __call__(self, rows: DataFrame, batch_id: int) -> None:
         if self.stopping:  # not committed by Spark: the next start runs it
             raise _Stopping(f"batch {batch_id} not started: a stop was requested")
         with self.lock:
+            self._renew_credentials()
             query_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
             run_id = f"{self.bound.spec.name}-{query_id}-{batch_id}"
             micro_batch = MicroBatchMetrics(batch_id)
@@ -187,11 +218,24 @@ class _Batches:
                 self.failure = exc
                 raise
             self._add(metrics, micro_batch)
+            self.slowest = max(self.slowest, micro_batch.batch_duration_s or 0.0)
+            self.stopping = self.stopping or self.restart
             # Spark committed the batch before this one: it never runs again, and its
             # completion marker can go (a stream leaves one marker, not one per batch)
             name = self.bound.spec.name
             before = run_key(name, f"{name}-{query_id}-{batch_id - 1}")
             (runs_folder(self.bound.spec.base_dir) / f"{before}.done").unlink(missing_ok=True)
+
+    def _renew_credentials(self) -> None:
+        """Credentials that end before this batch and the next could finish are resolved again
+        (at least a minute ahead); the streamed source's mean a restart after this batch."""
+        trigger = self.bound.spec.trigger
+        interval = _seconds(trigger.processing_time) if trigger and trigger.processing_time else 0
+        within = max(RENEW_AHEAD_S, 2 * self.slowest + interval)
+        renewed = self.secrets.refresh(within)
+        if renewed:
+            self.say(f"credentials from {', '.join(sorted(renewed))} resolved again: they end soon")
+            self.restart = bool(renewed & self.secrets.providers_of(streamed_source(self.bound)))
 
     def _add(self, metrics: RunMetrics, micro_batch: MicroBatchMetrics) -> None:
         totals = self.totals
@@ -213,16 +257,19 @@ class _Batches:
 
 
 def _watch(query: Any, batch: _Batches, control: RunControl | None) -> None:
-    """While the query runs: its progress into the metrics, every second, and a stop request
-    carried out between batches."""
+    """While the query runs: its progress into the metrics, every second, and a stop (a stop
+    request, or a restart for renewed source credentials) carried out between batches."""
+    stopped = False
     while not batch.closed:
         _progress(query, batch)
-        if control is not None and control.stop_signal is not None and not batch.stopping:
+        if control is not None and control.stop_signal is not None:
             batch.stopping = True
+        if batch.stopping and not stopped:
             with batch.lock:  # the running batch finishes and publishes first
                 pass
             query.stop()
-        time.sleep(1.0)
+            stopped = True
+        time.sleep(0.2 if batch.stopping else 1.0)
 
 
 def _progress(query: Any, batch: _Batches) -> None:

@@ -274,12 +274,25 @@ class VaultProvider(CredentialProvider):
         if granted < increment and not lease.capped:
             lease.capped = True
             log.warning(
-                "etl: vault: %s reached its maximum TTL and expires in %ss; a run outlasting "
-                "it loses these credentials (raise the role's max_ttl)",
+                "etl: vault: %s reached its maximum TTL and expires in %ss; a batch run "
+                "outlasting it loses these credentials (raise the role's max_ttl; a stream "
+                "resolves them again)",
                 lease.what,
                 granted,
             )
         lease.renew_at = now + granted * RENEW_AT if granted > 0 else float("inf")
+
+    def expires_in(self) -> float | None:
+        """Seconds left of the first lease (or login token) that can no longer be renewed: not
+        renewable, or renewed up to its maximum TTL."""
+        with self._lock:
+            now = time.monotonic()
+            ends = [
+                lease.expires_at - now
+                for lease in self._leases
+                if lease.ttl > 0 and (lease.capped or lease.renew_at == float("inf"))
+            ]
+        return min(ends, default=None)
 
     def close(self) -> None:
         """Stop renewing, revoke every lease of this run and log out of AppRole logins."""
