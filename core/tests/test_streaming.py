@@ -162,3 +162,37 @@ def test_a_failing_batch_publishes_nothing_and_runs_again_next_time(etl_run, tmp
     metrics = etl_run(spec)  # the same batch again, from the checkpoint
     assert [b.batch_id for b in metrics.streaming] == [0]
     assert published(tmp_path / "out") == [1, 2]
+
+
+def test_an_sql_transform_that_groups_the_stream_is_refused_by_explain_and_run(
+    etl_run, etl_spark, tmp_path
+):
+    """What `etl validate` cannot know (the SQL of a transform) Spark's plan shows: grouping
+    the streamed rows is refused at its path; grouping a static lookup is fine."""
+    from etl_core.run.runner import explain
+
+    write_csv(tmp_path / "incoming", "a.csv", [(1, "x", 10)])
+    (tmp_path / "kinds.csv").write_text("kind,label\nx,ex\nx,ex2\n")
+    spec = pipeline(transforms={
+        "labels": {"type": "sql", "inputs": ["kinds"],
+                   "query": "SELECT kind, max(label) AS label FROM kinds GROUP BY kind"},
+        "named": {"type": "join", "inputs": ["events", "labels"], "on": ["kind"]},
+        "totals": {"type": "sql", "inputs": ["named"],
+                   "query": "SELECT kind, sum(amount) AS amount FROM named GROUP BY kind"},
+        "top": {"type": "sql", "inputs": ["totals"], "query": "SELECT * FROM totals LIMIT 1"},
+    })  # fmt: skip
+    spec["sources"]["kinds"] = {"type": "files", "format": "csv", "path": "kinds.csv",
+                                "static": True}  # fmt: skip
+    spec["sinks"]["out"]["input"] = "top"
+    host = get_plugin_host()
+    bound = config.check(data=spec, base_dir=tmp_path, host=host)
+    with pytest.raises(ConfigError) as failure:
+        explain(bound, host, etl_spark)
+    (issue,) = failure.value.issues  # `top` reads the refused `totals`: one message
+    assert issue.path == "transforms.totals" and "groups rows of each micro-batch" in issue.message
+    with pytest.raises(ConfigError, match=r"transforms\.totals"):
+        etl_run(spec)
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".etl/checkpoints").exists()
+    spec["sinks"]["out"]["input"] = "named"
+    plans = explain(config.check(data=spec, base_dir=tmp_path, host=host), host, etl_spark)
+    assert "== named ==" in plans and "StreamingRelation" in plans, plans

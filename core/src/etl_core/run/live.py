@@ -96,6 +96,8 @@ class LiveRun:
                 self.host.stage_finished(pipeline=self.spec.name, run_id=self.run_id, stage=stage)
 
     def persist_frame(self, df: DataFrame) -> DataFrame:
+        if df.isStreaming:  # a stream's plans, inspected before its query starts
+            return df
         df = df.persist()
         self.persisted.append(df)
         return df
@@ -116,6 +118,9 @@ class LiveRun:
             "source_position",
             "row",
         )
+        if records.isStreaming:  # a stream's plans, inspected: never written, never counted
+            self.dead_letters.setdefault(stage, []).append(records)
+            return
         from pyspark.sql import Observation
 
         observation = Observation(f"etl_{self.run_key}_d{len(self.routed)}")

@@ -102,9 +102,15 @@ def _load_bookmarks(live: LiveRun) -> None:
 
 @contextmanager
 def _inspection(
-    bound: BoundPipeline, host: PluginHost, spark: SparkSession | None
+    bound: BoundPipeline,
+    host: PluginHost,
+    spark: SparkSession | None,
+    secrets: Secrets | None = None,
 ) -> Iterator[LiveRun]:
-    """A run-shaped context that builds datasets but never stages or publishes."""
+    """A run-shaped context that builds datasets but never stages or publishes. A stream's
+    datasets are built on its streamed source's streaming DataFrame, and refused when Spark's
+    plan shows a transform that needs a whole dataset (:func:`stream.stream_problems`)."""
+    from etl_core.run import stream
     from etl_core.run.engine import get_spark
 
     spec = bound.spec
@@ -115,17 +121,27 @@ def _inspection(
         spark,
         "inspect",
         run_key(spec.name, "inspect"),
-        Secrets(bound, host),
+        secrets or Secrets(bound, host),
         lambda message: None,
         RunMetrics(pipeline=spec.name, run_id="inspect", run_key=""),
     )
-    _load_bookmarks(live)
     try:
+        feed = None
+        if spec.execution == "streaming":
+            options = live.secrets.options_for(stream.streamed_source(bound))
+            rows = stream.open_stream(bound, spark, options)
+            feed = stream.StreamFeed(bound, rows, MicroBatchMetrics(0))
+        else:
+            _load_bookmarks(live)
         for name in bound.plan.order:
-            live.frames[name] = dataset(live, name)[2]
+            live.frames[name] = dataset(live, name, feed)[2]
+        problems = stream.stream_problems(bound, live.frames) if feed is not None else []
+        if problems:
+            raise ConfigError(problems)
         yield live
     finally:
-        live.secrets.close()
+        if secrets is None:
+            live.secrets.close()
 
 
 def build_datasets(
@@ -138,7 +154,9 @@ def build_datasets(
 
 
 def explain(bound: BoundPipeline, host: PluginHost, spark: SparkSession | None = None) -> str:
-    """The DAG as a tree, then each dataset's Spark plan (secrets redacted)."""
+    """The DAG as a tree, then each dataset's Spark plan (secrets redacted). A stream's
+    datasets show the logical plan Spark analyzed (a streaming plan has a physical one only
+    inside its running query)."""
     import contextlib
     import io
 
@@ -147,7 +165,10 @@ def explain(bound: BoundPipeline, host: PluginHost, spark: SparkSession | None =
         for name, df in live.frames.items():
             buffer = io.StringIO()
             with contextlib.redirect_stdout(buffer):
-                df.explain(extended=False)
+                if df.isStreaming:
+                    print(df._jdf.queryExecution().analyzed().treeString())  # noqa: SLF001
+                else:
+                    df.explain(extended=False)
             parts += [f"== {name} ==", buffer.getvalue().strip(), ""]
         return live.secrets.redact("\n".join(parts))
 
@@ -287,7 +308,11 @@ def _run_stream(
 
     secrets = Secrets(bound, host)
     try:
+        with _inspection(bound, host, spark, secrets):
+            pass  # what only Spark's plans show is refused before the query starts
         metrics = stream.run_stream(bound, spark, secrets, run_batch, control=control, say=say)
+    except ConfigError:
+        raise  # paths and fixes: no secret in them
     except EtlError as exc:
         raise _retyped(exc, secrets.redact(str(exc)), []) from None
     finally:

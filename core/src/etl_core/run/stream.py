@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from etl_core.api import Context, MicroBatchMetrics, RunMetrics
 from etl_core.config.model import Bound, BoundPipeline
 from etl_core.config.schema import schema_ddl
-from etl_core.errors import RunFailed, short_error
+from etl_core.errors import ConfigIssue, RunFailed, short_error
 from etl_core.run.locks import run_key, runs_folder
 
 if TYPE_CHECKING:
@@ -53,6 +53,70 @@ def checkpoint_of(bound: BoundPipeline) -> Path:
 
 def streamed_source(bound: BoundPipeline) -> Bound:
     return next(item for item in bound.sources.values() if not item.block.static)  # type: ignore[union-attr]
+
+
+#: what a Spark plan node does that, in a stream, would apply to each micro-batch on its own
+PER_BATCH_ONLY = {
+    "Aggregate": "groups rows",
+    "Deduplicate": "removes duplicates",
+    "Sort": "sorts rows",
+    "GlobalLimit": "keeps the first rows",
+    "LocalLimit": "keeps the first rows",
+    "Window": "computes a window function",
+}
+
+
+def stream_problems(bound: BoundPipeline, frames: dict[str, DataFrame]) -> list[ConfigIssue]:
+    """The transforms whose Spark plan, on the stream's rows, would work on a whole dataset
+    (an aggregate, a deduplication, a sort, a limit or a window function inside an ``sql`` or
+    ``python`` transform): each micro-batch would get its own result, so they are refused.
+    Needs the plans Spark analyzed: ``frames`` built with the streamed source as a streaming
+    DataFrame (``etl explain``, and the stream before it starts)."""
+    issues: list[ConfigIssue] = []
+    refused: set[str] = set()
+    needed = set(bound.plan.needed())  # a dataset that feeds no sink is never computed
+    for name in bound.plan.order:
+        item, df = bound.transforms.get(name), frames.get(name)
+        if name not in needed:
+            continue
+        if item is None or df is None or not df.isStreaming:
+            continue
+        if refused & set(bound.plan.nodes[name].inputs):
+            refused.add(name)  # its input was refused already: one problem, one message
+            continue
+        found = _per_batch_only(df)
+        if found is not None:
+            refused.add(name)
+            issues.append(
+                ConfigIssue(
+                    item.path,
+                    f"in a stream this transform {found} of each micro-batch on its own, not "
+                    "of the whole stream (as Spark's analyzed plan shows)",
+                    "keep a stream's transforms row by row (filter, select, a join with a "
+                    "`static: true` source), and group in a batch pipeline that reads the "
+                    "sink's output",
+                )
+            )
+    return issues
+
+
+def _per_batch_only(df: DataFrame) -> str | None:
+    """What the first streaming node of the plan that needs a whole dataset does, if any.
+    (Classic Spark only: the analyzed plan is the JVM's; under Spark Connect, None.)"""
+    try:
+        nodes = [df._jdf.queryExecution().analyzed()]  # noqa: SLF001 - no public API
+    except AttributeError:
+        return None
+    while nodes:
+        node = nodes.pop()
+        if not node.isStreaming():
+            continue
+        found = PER_BATCH_ONLY.get(node.getClass().getSimpleName())
+        if found is not None:
+            return found
+        children = node.children()
+        nodes.extend(children.apply(i) for i in range(children.size()))
+    return None
 
 
 class StreamFeed:
@@ -126,19 +190,7 @@ def _run_query(
 ) -> None:
     """One start of the streaming query, until it ends or stops."""
     spec, source = bound.spec, streamed_source(bound)
-    ctx = Context(
-        spark=spark,
-        pipeline=spec.name,
-        run_id="stream",
-        run_key="",
-        base_dir=spec.base_dir,
-        dataset=source.name,
-        component=source.component.name,
-        read_schema=schema_ddl(source.block.read_schema),  # type: ignore[union-attr]
-        dead_letter_sink=bound.dead_letter is not None,
-    )
-    stream = source.component().extract_stream(ctx, options)
-    writer = stream.writeStream.foreachBatch(batch)
+    writer = open_stream(bound, spark, options).writeStream.foreachBatch(batch)
     writer = writer.option("checkpointLocation", str(batch.checkpoint))
     trigger = spec.trigger
     if trigger is not None and trigger.available_now:
@@ -165,6 +217,23 @@ def _run_query(
         _progress(query, batch)
     if batch.failure is not None:
         raise batch.failure
+
+
+def open_stream(bound: BoundPipeline, spark: SparkSession, options: Any) -> DataFrame:
+    """The streamed source's streaming DataFrame (its extractor's ``extract_stream``)."""
+    source = streamed_source(bound)
+    ctx = Context(
+        spark=spark,
+        pipeline=bound.spec.name,
+        run_id="stream",
+        run_key="",
+        base_dir=bound.spec.base_dir,
+        dataset=source.name,
+        component=source.component.name,
+        read_schema=schema_ddl(source.block.read_schema),  # type: ignore[union-attr]
+        dead_letter_sink=bound.dead_letter is not None,
+    )
+    return source.component().extract_stream(ctx, options)
 
 
 def _cause(exc: BaseException) -> str:
