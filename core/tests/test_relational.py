@@ -156,3 +156,21 @@ def test_merge_rejecting_lets_other_errors_through():
         target.run()
     assert target.numbered == 0
     assert "ROLLBACK TO SAVEPOINT etl_merge" not in target.statements
+
+
+def test_a_stream_batch_is_new_only_above_the_stored_one_of_the_same_query():
+    from etl_core.errors import PermanentError
+    from etl_core.relational import stream_batch_is_new
+
+    def new(stored, mine, start_over=False):
+        return stream_batch_is_new(stored, mine, start_over=start_over, what="sink 'db'")
+
+    assert new(None, ("q1", 0))
+    assert new(("q1", -1), ("q1", 0))  # the row a first publish inserts
+    assert new(("q1", 4), ("q1", 5))
+    assert not new(("q1", 5), ("q1", 5))  # run again after a crash: skipped
+    assert not new(("q1", 5), ("q1", 3))
+    with pytest.raises(PermanentError) as refused:
+        new(("q1", 5), ("q2", 0))
+    assert "sink 'db'" in str(refused.value) and "--start-over" in str(refused.value)
+    assert new(("q1", 5), ("q2", 0), start_over=True)

@@ -126,6 +126,13 @@ class Context:
     mode: str | None = None
     key: tuple[str, ...] = ()
     read_schema: str | None = None
+    #: a stream's micro-batch: ``(query id, batch id)``, the query id being the checkpoint's
+    #: (DESIGN §9). Sinks that publish exactly once keep the highest batch id they published
+    #: per query in their target, and skip a batch at or below it
+    micro_batch: tuple[str, int] | None = None
+    #: the user accepted a new checkpoint (``etl run --start-over``): a sink whose target took
+    #: the batches of another stream query takes this query's from now on
+    start_over: bool = False
     #: the source's ``incremental:`` block (e.g. ``{column: updated_at}``), if any
     incremental: Mapping[str, Any] | None = None
     bookmark: Any = None

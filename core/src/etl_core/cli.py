@@ -149,6 +149,12 @@ def validate(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets:
     type=click.Path(dir_okay=False, writable=True),
     help="Write the run report (counts, quality results) as JSON to this file.",
 )
+@click.option(
+    "--start-over",
+    is_flag=True,
+    help="Streams: the checkpoint is new (deleted or moved) and the sinks' targets took another "
+    "query's batches; accept it and go on from this checkpoint.",
+)
 @_plaintext_option
 @click.pass_context
 @_user_errors
@@ -161,6 +167,7 @@ def run(
     health_port: int | None,
     health_host: str,
     report_file: str | None,
+    start_over: bool,
     allow_plaintext_secrets: bool,
 ) -> None:
     """Run a pipeline: stage every sink, check, then publish.
@@ -185,7 +192,10 @@ def run(
                 stack.enter_context(HealthServer(control, health_port, health_host))
             stack.enter_context(graceful_shutdown(control))
             progress = stack.enter_context(ConsoleProgress(quiet=quiet))
-            metrics = run_pipeline(bound, host, run_id=run_id, progress=progress, control=control)
+            metrics = run_pipeline(
+                bound, host, run_id=run_id, progress=progress, control=control,
+                start_over=start_over,
+            )  # fmt: skip
     except EtlError as exc:
         if control.stop_signal is not None and not getattr(exc, "published", ()):
             raise RunInterrupted(control.stop_signal) from None

@@ -1,7 +1,10 @@
 """Helpers shared by connectors to relational databases (public surface for plugins).
 
 Names follow DESIGN §4: a run's staging table for sink ``n`` is ``etl_stg_<run_key>_<n>``;
-each target database keeps a ledger table ``etl_ledger (pipeline, run_id, sink, published_at)``.
+each target database keeps a ledger table ``etl_ledger (pipeline, run_id, sink, published_at)``,
+and for streams (DESIGN §9) the high-water table ``etl_stream_ledger (pipeline, sink, query_id,
+batch_id, published_at)``: one row per sink, moved in each micro-batch's publish transaction
+(:func:`stream_batch_is_new` decides).
 ``on_reject: dead_letter`` (DESIGN §4 step 5) is :func:`merge_rejecting`: the publish merge in
 a savepoint, then :func:`bisect_rejects` over the staged rows numbered in ``etl_reject_rows``.
 
@@ -15,9 +18,12 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any, TypeGuard, TypeVar
 
+from etl_core.errors import PermanentError
+
 E = TypeVar("E")
 
 LEDGER_TABLE = "etl_ledger"
+STREAM_LEDGER_TABLE = "etl_stream_ledger"
 STAGING_PREFIX = "etl_stg_"
 #: the savepoint each merge attempt of :func:`merge_rejecting` runs in
 MERGE_SAVEPOINT = "etl_merge"
@@ -37,6 +43,32 @@ def run_key_of_staging(table: str) -> str | None:
         return None
     key, _, index = table[len(STAGING_PREFIX) :].rpartition("_")
     return key if len(key) == 12 and index.isdigit() else None
+
+
+def stream_batch_is_new(
+    stored: tuple[str, int] | None, micro_batch: tuple[str, int], *, start_over: bool, what: str
+) -> bool:
+    """Whether a stream's micro-batch ``(query id, batch id)`` is to be published into a target
+    whose stream ledger row is ``stored`` (the query id and the highest batch id published
+    there), or was published already (a batch Spark runs again after a crash: skip it).
+
+    Another query id means a new checkpoint: its batch ids start again at 0, so nothing tells
+    which of its batches the target holds. That is refused, naming the sink and the flag,
+    unless the user said to start over (``Context.start_over``)."""
+    if stored is None:
+        return True
+    query_id, batch_id = stored
+    if query_id != micro_batch[0]:
+        if start_over:
+            return True
+        raise PermanentError(
+            f"{what}: the target took the batches of another stream query ({query_id}, up to "
+            f"batch {batch_id}), and this checkpoint is a new one (query {micro_batch[0]}): "
+            "its batches cannot be matched with what the target holds. To go on from this "
+            "checkpoint with the target as it is, run once with `etl run --start-over`; to "
+            "go on from where the target is, restore the old checkpoint"
+        )
+    return micro_batch[1] > batch_id
 
 
 def partition_bounds(low: Any, high: Any, partitions: int) -> list[tuple[Any, Any]]:

@@ -22,6 +22,7 @@ from etl_core.errors import (
     ValidationFailed,
     short_error,
 )
+from etl_core.run import faults
 from etl_core.run.live import Staging, observed
 
 if TYPE_CHECKING:
@@ -240,6 +241,8 @@ def publish_all(live: LiveRun) -> None:
             ) from exc
         live.metrics.published.append(entry.item.name)
         live.staged.remove(entry)
+        if not entry.dead_letter:
+            faults.reach("after_sink_commit")
         if rejected:
             _publish_rejected(live, entry, list(rejected))
     if live.proposed:

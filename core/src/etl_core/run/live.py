@@ -63,6 +63,9 @@ class LiveRun:
     persisted: list[DataFrame] = attrs.field(factory=list)
     staged: list[Staging] = attrs.field(factory=list)
     control: RunControl | None = None
+    #: a stream's micro-batch ``(query id, batch id)`` and ``--start-over`` (``Context``)
+    micro_batch: tuple[str, int] | None = None
+    start_over: bool = False
     #: rows each (stage, dataset) dead-lettered, observed in the dead letters' staging action
     routed: list[tuple[str, str, Observation]] = attrs.field(factory=list)
     #: the stages already passed to ``etl_stage_finished``, and those whose count was read
@@ -85,6 +88,8 @@ class LiveRun:
             dead_letter=self.route_dead_letters,
             dead_letter_sink=self.bound.dead_letter is not None,
             persist=self.persist_frame,
+            micro_batch=self.micro_batch,
+            start_over=self.start_over,
             **extra,
         )
 

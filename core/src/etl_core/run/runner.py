@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from etl_core.api import Context, MicroBatchMetrics, RunMetrics
 from etl_core.config.model import BoundPipeline
 from etl_core.errors import ConfigError, EtlError, RunFailed, short_error
-from etl_core.run import commit
+from etl_core.run import commit, faults
 from etl_core.run.build import build, dataset
 from etl_core.run.credentials import Secrets
 from etl_core.run.gate import QualityGate
@@ -30,6 +30,7 @@ from etl_core.run.live import LiveRun, Progress
 from etl_core.run.locks import DONE_MARKER_DAYS, live_runs, run_key, run_lock, runs_folder
 from etl_core.run.observers import MetricsReporters
 from etl_core.run.replay import Replay, read_dead_letters, replay_run_id
+from etl_core.run.stream import stream_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -218,6 +219,7 @@ def run(
     span_exporter: Any = None,
     feed: Replay | None = None,
     secrets: Secrets | None = None,
+    start_over: bool = False,
 ) -> RunMetrics:
     """Run a bound pipeline once. Returns the metrics; raises :class:`EtlError` on failure
     (the metrics are then on the exception as ``exc.metrics``).
@@ -226,11 +228,13 @@ def run(
     discards every staging). ``span_exporter`` replaces the exporter ``tracing:`` configures
     (tests pass the OpenTelemetry SDK's ``InMemorySpanExporter``). ``feed`` replaces some
     datasets with dead letters fed back in (:func:`replay`). ``secrets``: a stream's
-    credentials, shared by its micro-batches (the stream closes them)."""
+    credentials, shared by its micro-batches (the stream closes them). ``start_over``: a
+    stream's sinks accept its checkpoint although their targets took another query's batches
+    (``etl run --start-over``)."""
     spec = bound.spec
     say = progress or (lambda message: log.info("etl: %s", message))
     if spec.execution == "streaming" and feed is None:
-        return _run_stream(bound, host, spark, say, control, span_exporter)
+        return _run_stream(bound, host, spark, say, control, span_exporter, start_over)
     run_id = run_id or str(uuid.uuid4())
     key = run_key(spec.name, run_id)
     metrics = RunMetrics(pipeline=spec.name, run_id=run_id, run_key=key)
@@ -266,6 +270,8 @@ def run(
                     say(f"removed stale staging {dropped}")
                 live = LiveRun(bound, host, spark, run_id, key, secrets, say, metrics)
                 live.control = control
+                live.micro_batch = getattr(feed, "position", None)
+                live.start_over = getattr(feed, "start_over", False)
                 _commit(live, feed)
                 done.touch()
                 metrics.status = "succeeded"
@@ -285,6 +291,7 @@ def _run_stream(
     say: Progress,
     control: RunControl | None,
     span_exporter: Any,
+    start_over: bool,
 ) -> RunMetrics:
     """A streaming pipeline (:mod:`etl_core.run.stream`): each micro-batch a :func:`run` with
     the batch's rows fed in as the streamed source."""
@@ -297,12 +304,15 @@ def _run_stream(
         spark = get_spark(bound.spec.engine, app_name=f"etl:{bound.spec.name}")
     if control is not None:
         control.started(spark)
-    session = spark
 
-    def run_batch(rows: DataFrame, run_id: str, micro_batch: MicroBatchMetrics) -> RunMetrics:
-        feed = stream.StreamFeed(bound, rows, micro_batch)
+    def run_batch(
+        rows: DataFrame, run_id: str, position: tuple[str, int], micro_batch: MicroBatchMetrics
+    ) -> RunMetrics:
+        feed = stream.StreamFeed(bound, rows, micro_batch, position, start_over)
+        # the batch's own session (the query's copy): static sources read in another session
+        # would not be counted by its Observations (they wait for an action they never see)
         return run(
-            bound, host, run_id=run_id, spark=session, progress=say,
+            bound, host, run_id=run_id, spark=rows.sparkSession, progress=say,
             span_exporter=span_exporter, feed=feed, secrets=secrets,
         )  # fmt: skip
 
@@ -352,6 +362,7 @@ def _stage_check_publish(live: LiveRun, feed: Replay | None) -> None:
     gate = QualityGate(live)
     build(live, gate.validate, feed)
     commit.stage_all(live, None if feed is None else feed.sinks)
+    faults.reach("after_stage")
     commit.collect_counts(live)
     commit.check(live, gate.judge())
     live.announce(live.metrics.stages)  # step 2 settled every staged stage's numbers
@@ -385,7 +396,7 @@ def _finish(live: LiveRun | None, metrics: RunMetrics, host: PluginHost) -> None
     """Unpersist, then announce what is left: the stages no staging finished, the run."""
     metrics.finished_at = dt.datetime.now(dt.UTC)
     for batch in metrics.streaming:  # this run was a stream's micro-batch
-        rows = sum(s.rows_out or 0 for s in metrics.stages if s.stage == "extract")
+        rows = stream_rows(live.bound, metrics) if live is not None else 0
         batch.batch_duration_s = seconds = metrics.duration_s or 0.0
         batch.processed_rows_per_second = rows / seconds if seconds else None
     if live is not None:  # without one, no stage ever started

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from etl_core.api import Context, MicroBatchMetrics, RunMetrics
 from etl_core.config.model import Bound, BoundPipeline
 from etl_core.config.schema import schema_ddl
-from etl_core.errors import ConfigIssue, RunFailed, short_error
+from etl_core.errors import ConfigIssue, RunFailed, TransientError, short_error
+from etl_core.run import faults
 from etl_core.run.locks import run_key, runs_folder
 
 if TYPE_CHECKING:
@@ -40,9 +41,12 @@ log = logging.getLogger("etl.run")
 #: credentials ending sooner than this (or than two of the slowest batches and a trigger
 #: interval) are resolved again before a micro-batch
 RENEW_AHEAD_S = 60.0
+#: how long a micro-batch that failed on something that passes (a server down) is run again
+BATCH_RETRY_FOR_S = 600.0
 
-#: runs one micro-batch: (its rows, its run id, its metrics) → the run's metrics
-RunBatch = Callable[["DataFrame", str, MicroBatchMetrics], RunMetrics]
+#: runs one micro-batch: (its rows, its run id, its (query id, batch id), its metrics) → the
+#: run's metrics
+RunBatch = Callable[["DataFrame", str, tuple[str, int], MicroBatchMetrics], RunMetrics]
 
 
 def checkpoint_of(bound: BoundPipeline) -> Path:
@@ -119,6 +123,12 @@ def _per_batch_only(df: DataFrame) -> str | None:
     return None
 
 
+def stream_rows(bound: BoundPipeline, metrics: RunMetrics) -> int:
+    """The rows a micro-batch's run read from the streamed source (not its static lookups)."""
+    stage = metrics.stage(streamed_source(bound).name, "extract")
+    return (stage.rows_out or 0) if stage is not None else 0
+
+
 class StreamFeed:
     """One micro-batch's rows as the streamed source's dataset (a ``build.Feed``); the source's
     extractor finishes them (``Extractor.micro_batch``: e.g. unreadable records to the dead
@@ -127,11 +137,20 @@ class StreamFeed:
     transforms: set[str] = set()
     sinks = None
 
-    def __init__(self, bound: BoundPipeline, rows: DataFrame, micro_batch: MicroBatchMetrics):
+    def __init__(
+        self,
+        bound: BoundPipeline,
+        rows: DataFrame,
+        micro_batch: MicroBatchMetrics,
+        position: tuple[str, int] | None = None,
+        start_over: bool = False,
+    ):
         self.bound, self.rows = bound, rows
         #: the batch's own metrics, in its run's report (its reporters see the batch id, and
         #: the run fills the duration and processing rate)
         self.micro_batch = micro_batch
+        #: (query id, batch id) and ``--start-over``, for the sinks (``Context.micro_batch``)
+        self.position, self.start_over = position, start_over
         self.source = streamed_source(bound)
         self.datasets = {self.source.name}
 
@@ -198,7 +217,7 @@ def _run_query(
     elif trigger is not None and trigger.processing_time is not None:
         writer = writer.trigger(processingTime=f"{_seconds(trigger.processing_time)} seconds")
     batch.say(f"streaming {source.name} (checkpoint {batch.checkpoint})")
-    query = writer.start()
+    query = _start(writer, spark, spec.engine.conf)
     batch.totals.run_id = f"stream {query.id}"  # the query id: the checkpoint's, across restarts
     watcher = threading.Thread(
         target=_watch, args=(query, batch, control), name="etl-stream-watch", daemon=True
@@ -217,6 +236,25 @@ def _run_query(
         _progress(query, batch)
     if batch.failure is not None:
         raise batch.failure
+
+
+def _start(writer: Any, spark: SparkSession, engine_conf: dict[str, str]) -> Any:
+    """Start the query with ``spark.sql.shuffle.partitions`` at the session's parallelism
+    unless ``engine.conf`` sets it: adaptive execution, which coalesces the 200 default shuffle
+    partitions of a batch run, is off in a stream's micro-batches, so a join or a union there
+    would run 200 tiny tasks a batch. The query keeps the setting (it copies the session's
+    settings when it starts); the session gets its own value back."""
+    key = "spark.sql.shuffle.partitions"
+    if key in engine_conf:
+        return writer.start()
+    from etl_core import datasources
+
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(datasources.parallelism(spark)))
+    try:
+        return writer.start()
+    finally:
+        spark.conf.set(key, before)
 
 
 def open_stream(bound: BoundPipeline, spark: SparkSession, options: Any) -> DataFrame:
@@ -282,10 +320,13 @@ class _Batches:
             run_id = f"{self.bound.spec.name}-{query_id}-{batch_id}"
             micro_batch = MicroBatchMetrics(batch_id)
             try:
-                metrics = self.run_batch(rows, run_id, micro_batch)
+                metrics = self._run_until_done(rows, run_id, (query_id, batch_id), micro_batch)
+            except _Stopping:
+                raise
             except BaseException as exc:
                 self.failure = exc
                 raise
+            faults.reach("before_spark_commit")
             self._add(metrics, micro_batch)
             self.slowest = max(self.slowest, micro_batch.batch_duration_s or 0.0)
             self.stopping = self.stopping or self.restart
@@ -294,6 +335,36 @@ class _Batches:
             name = self.bound.spec.name
             before = run_key(name, f"{name}-{query_id}-{batch_id - 1}")
             (runs_folder(self.bound.spec.base_dir) / f"{before}.done").unlink(missing_ok=True)
+
+    def _run_until_done(
+        self,
+        rows: DataFrame,
+        run_id: str,
+        position: tuple[str, int],
+        micro_batch: MicroBatchMetrics,
+    ) -> RunMetrics:
+        """The batch's run; when it fails on something that passes (a server down after the
+        retries of ``errors.retry``, an open circuit breaker), the same batch runs again after
+        a pause (1 s, doubling to 60 s) for up to ``BATCH_RETRY_FOR_S``: the run id is the
+        same, so sinks that published it already skip it. A stop request ends the wait."""
+        deadline = time.monotonic() + BATCH_RETRY_FOR_S
+        pause = 1.0
+        while True:
+            try:
+                return self.run_batch(rows, run_id, position, micro_batch)
+            except Exception as exc:
+                if not _passes(exc) or time.monotonic() + pause > deadline:
+                    raise
+                self.say(
+                    f"batch {position[1]} failed, runs again in {pause:.0f}s: "
+                    f"{short_error(exc).splitlines()[0]}"
+                )
+            until = time.monotonic() + pause
+            while time.monotonic() < until:
+                if self.stopping:
+                    raise _Stopping(f"batch {position[1]} not run again: a stop was requested")
+                time.sleep(0.1)
+            pause = min(pause * 2, 60.0)
 
     def _renew_credentials(self) -> None:
         """Credentials that end before this batch and the next could finish are resolved again
@@ -309,7 +380,7 @@ class _Batches:
     def _add(self, metrics: RunMetrics, micro_batch: MicroBatchMetrics) -> None:
         totals = self.totals
         totals.streaming.append(micro_batch)
-        rows = sum(s.rows_out or 0 for s in metrics.stages if s.stage == "extract")
+        rows = stream_rows(self.bound, metrics)
         for stage in metrics.stages:
             known = totals.stage(stage.dataset, stage.stage)
             if known is None:
@@ -381,6 +452,21 @@ def _lag(sources: Any) -> dict[str, int]:
                 if isinstance(done, int) and isinstance(offset, int):
                     lag[f"{topic}[{partition}]"] = max(0, offset - done)
     return lag
+
+
+def _passes(exc: BaseException) -> bool:
+    """Whether a batch failed on something that passes: a :class:`TransientError` (after its
+    retries) or an open circuit breaker, anywhere in the chain of causes."""
+    from etl_core.run.resilience import CircuitOpenError
+
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        if isinstance(seen, TransientError | CircuitOpenError):
+            return True
+        visited.add(id(seen))
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class _Stopping(Exception):

@@ -327,6 +327,49 @@ class LoaderConformance(ConformanceBase):
         self.assert_target(target, first + later)
         assert self.staging_leftovers(target) == []
 
+    @applies(capability=("streaming", "exactly_once"))
+    def test_a_micro_batch_run_again_is_skipped_and_a_new_checkpoint_is_refused(
+        self, run, tmp_path, target
+    ):
+        """Exactly once from a stream (DESIGN §9): a micro-batch that Spark runs again (its
+        commit log entry and the run's completion marker gone, as after a crash between the
+        sink's commit and Spark's) publishes nothing; a new checkpoint (new query id) is
+        refused, naming the sink and `--start-over`, and accepted with it."""
+        import shutil
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.create_target(target, self.basic_columns())
+        folder, later = tmp_path / "stream-in", tmp_path / "stream-later"
+        source = {"type": "files", "format": "parquet", "path": str(folder),
+                  "read_schema": "id BIGINT, name STRING, amount DOUBLE"}  # fmt: skip
+        sink = {**self._with_credentials(self.sink_block(target, mode="append")), "input": "rows"}
+        first, second = self.basic_rows(20), self.basic_rows(5, start=1000)
+        for where, rows in ((folder, first), (later, second)):
+            where.mkdir()
+            table = pa.Table.from_pylist(rows, schema=self.basic_schema())
+            pq.write_table(table, where / "part.parquet")
+        stream = {"execution": "streaming", "trigger": {"available_now": True}}
+        run({"rows": source}, {"out": sink}, **stream)
+        checkpoint = tmp_path / ".etl" / "checkpoints" / "conformance"
+        for name in ("0", ".0.crc"):  # as if the process died before Spark wrote them
+            (checkpoint / "commits" / name).unlink(missing_ok=True)
+        for marker in (tmp_path / ".etl" / "runs").glob("*.done"):
+            marker.unlink()
+        again = run({"rows": source}, {"out": sink}, **stream)
+        assert [b.batch_id for b in again.streaming] == [0], "Spark did not run batch 0 again"
+        self.assert_target(target, first)
+        shutil.rmtree(checkpoint)
+        moved = {**source, "path": str(later)}
+        with pytest.raises(EtlError) as refused:
+            run({"rows": moved}, {"out": sink}, **stream)
+        assert "out" in str(refused.value) and "--start-over" in str(refused.value)
+        self.assert_target(target, first)
+        run({"rows": moved}, {"out": sink}, start_over=True, **stream)
+        self.assert_target(target, first + second)
+        assert self.staging_leftovers(target) == []
+
     def assert_load_fails(
         self, run: Any, tmp_path: Path, target: str, options: dict, error: type[EtlError]
     ) -> None:

@@ -49,6 +49,7 @@ def run_pipeline(
     overrides: Sequence[str] = (),
     run_id: str | None = None,
     plugins: bool = False,
+    start_over: bool = False,
 ) -> RunMetrics:
     """Load, bind and run a pipeline on ``spark``; raises what ``etl run`` would report.
 
@@ -61,7 +62,7 @@ def run_pipeline(
         bound = config.check(data=pipeline, overrides=overrides, base_dir=base_dir, host=host)
     else:
         bound = config.check(pipeline, overrides=overrides, host=host)
-    return run(bound, host, run_id=run_id, spark=spark)
+    return run(bound, host, run_id=run_id, spark=spark, start_over=start_over)
 
 
 @pytest.fixture

@@ -208,6 +208,7 @@ class ConformanceBase:
             sinks: Mapping[str, Any],
             transforms: Mapping[str, Any] | None = None,
             run_id: str | None = None,
+            start_over: bool = False,
             **top: Any,
         ) -> RunMetrics:
             pipeline = {
@@ -220,8 +221,9 @@ class ConformanceBase:
             if transforms:
                 pipeline["transforms"] = dict(transforms)
             return run_pipeline(
-                pipeline, spark=etl_spark, host=conformance_host, base_dir=tmp_path, run_id=run_id
-            )
+                pipeline, spark=etl_spark, host=conformance_host, base_dir=tmp_path,
+                run_id=run_id, start_over=start_over,
+            )  # fmt: skip
 
         return runner
 

@@ -23,9 +23,11 @@ __all__ = ["applies", "not_applicable"]
 MARKER = "etl_applies"
 
 
-def applies(*, capability: str | None = None, mode: str | None = None) -> pytest.MarkDecorator:
-    """Mark a suite case that applies only to components declaring ``capability`` or, for
-    loaders, the load mode ``mode``."""
+def applies(
+    *, capability: str | tuple[str, ...] | None = None, mode: str | None = None
+) -> pytest.MarkDecorator:
+    """Mark a suite case that applies only to components declaring ``capability`` (or each of
+    several) or, for loaders, the load mode ``mode``."""
     return getattr(pytest.mark, MARKER)(capability=capability, mode=mode)
 
 
@@ -34,8 +36,9 @@ def not_applicable(component: type[Any], marker: pytest.Mark | None) -> str | No
     if marker is None:
         return None
     capability, mode = marker.kwargs.get("capability"), marker.kwargs.get("mode")
-    if capability and capability not in getattr(component, "capabilities", ()):
-        return f"{component.name} does not declare the capability {capability!r}"
+    for needed in (capability,) if isinstance(capability, str) else capability or ():
+        if needed not in getattr(component, "capabilities", ()):
+            return f"{component.name} does not declare the capability {needed!r}"
     if mode and mode not in getattr(component, "modes", ()):
         return f"{component.name} does not declare the load mode {mode!r}"
     return None

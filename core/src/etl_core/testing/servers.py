@@ -186,6 +186,18 @@ class PasswordPostgres:
     port: int
     superuser: str
     password: str
+    #: ``pg_ctl`` (as the postgres user) and its arguments for this cluster, for :meth:`down`
+    pg_ctl: tuple[str, ...] = ()
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """The server stopped for the block (connections are refused), started after."""
+        *command, options = self.pg_ctl
+        subprocess.run([*command, "-m", "fast", "stop"], check=True, capture_output=True)
+        try:
+            yield
+        finally:
+            subprocess.run([*command, "-o", options, "start"], check=True, capture_output=True)
 
     def connection(self, database: str = "postgres") -> dict[str, Any]:
         """A ``connection:`` block of the postgres plugin for this cluster."""
@@ -244,8 +256,9 @@ def password_postgres_cluster() -> Iterator[PasswordPostgres]:
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root}"
     log = str(root / "log")
     run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", log, "-o", options, "start")
+    pg_ctl = (*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", log, options)
     try:
-        yield PasswordPostgres(port, "postgres", password)
+        yield PasswordPostgres(port, "postgres", password, pg_ctl)
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
         shutil.rmtree(root, ignore_errors=True)

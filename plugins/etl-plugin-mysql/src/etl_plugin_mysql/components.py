@@ -29,10 +29,12 @@ from etl_core.api import (
 from etl_core.relational import (
     LEDGER_TABLE,
     REJECT_ROWS,
+    STREAM_LEDGER_TABLE,
     merge_rejecting,
     partition_bounds,
     run_key_of_staging,
     staging_table,
+    stream_batch_is_new,
 )
 from etl_plugin_mysql.client import Endpoint, literal, mysql_code, quote_name, session
 from etl_plugin_mysql.options import Connection, MySQLSinkOptions, MySQLSourceOptions
@@ -255,7 +257,7 @@ class MySQLLoader(Loader):
 
     name = "mysql"
     Options = MySQLSinkOptions
-    capabilities = frozenset({"batch", "streaming", "upsert"})
+    capabilities = frozenset({"batch", "streaming", "upsert", "exactly_once"})
     modes: ClassVar[tuple[str, ...]] = ("error", "append", "overwrite", "upsert")
 
     @staticmethod
@@ -341,35 +343,75 @@ class MySQLLoader(Loader):
         staging, tasks, ledger = self._names(options, staged.run_key, staged.index)
         target = quote_name(options.table)
         columns = list(staged.details.get("columns", ()))
+        stream_ledger = ledger[: -len(LEDGER_TABLE)] + STREAM_LEDGER_TABLE
         with session(endpoint, what) as conn, conn.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {quote_name(ledger)} ("
-                "pipeline VARCHAR(255) NOT NULL, run_id VARCHAR(255) NOT NULL, "
-                "sink VARCHAR(255) NOT NULL, published_at DATETIME(6) NOT NULL, "
-                "PRIMARY KEY (pipeline, run_id, sink)) ENGINE=InnoDB"
-            )
-            cursor.execute("START TRANSACTION")
-            cursor.execute(
-                f"SELECT 1 FROM {quote_name(ledger)} WHERE pipeline = %s AND run_id = %s "  # noqa: S608
-                "AND sink = %s FOR UPDATE",
-                (ctx.pipeline, ctx.run_id, staged.sink),
-            )
+            if ctx.micro_batch is None:
+                claimed = self._claim_run(cursor, quote_name(ledger), ctx, staged.sink)
+            else:
+                claimed = self._claim_batch(cursor, quote_name(stream_ledger), ctx, what)
             rejected: list[Rejected] = []
-            if cursor.fetchone() is None:
+            if claimed:
                 if ctx.on_reject == "dead_letter":
                     rejected = self._merge_rejecting(
                         cursor, ctx, options, target, quote_name(staging), columns, what
                     )
                 else:
                     self._merge(cursor, ctx, options, target, quote_name(staging), columns, what)
-                cursor.execute(
-                    f"INSERT INTO {quote_name(ledger)} (pipeline, run_id, sink, published_at) "  # noqa: S608
-                    "VALUES (%s, %s, %s, UTC_TIMESTAMP(6))",
-                    (ctx.pipeline, ctx.run_id, staged.sink),
-                )
             conn.commit()
             cursor.execute(f"DROP TABLE IF EXISTS {quote_name(staging)}, {quote_name(tasks)}")
         return rejected
+
+    @staticmethod
+    def _claim_run(cursor: Any, ledger: str, ctx: Context, sink: str) -> bool:
+        """Starts the publish transaction with the run's ledger row (DDL first: it commits in
+        MySQL): False if it was there already."""
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {ledger} (pipeline VARCHAR(255) NOT NULL, "
+            "run_id VARCHAR(255) NOT NULL, sink VARCHAR(255) NOT NULL, published_at "
+            "DATETIME(6) NOT NULL, PRIMARY KEY (pipeline, run_id, sink)) ENGINE=InnoDB"
+        )
+        cursor.execute("START TRANSACTION")
+        return bool(
+            cursor.execute(
+                f"INSERT IGNORE INTO {ledger} (pipeline, run_id, sink, published_at) "  # noqa: S608
+                "VALUES (%s, %s, %s, UTC_TIMESTAMP(6))",
+                (ctx.pipeline, ctx.run_id, sink),
+            )
+        )
+
+    @staticmethod
+    def _claim_batch(cursor: Any, ledger: str, ctx: Context, what: str) -> bool:
+        """Starts the publish transaction with the sink's stream ledger row moved to this
+        micro-batch (locked until it commits): False if the batch was published already."""
+        assert ctx.micro_batch is not None
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {ledger} (pipeline VARCHAR(255) NOT NULL, "
+            "sink VARCHAR(255) NOT NULL, query_id VARCHAR(64) NOT NULL, batch_id BIGINT NOT "
+            "NULL, published_at DATETIME(6) NOT NULL, PRIMARY KEY (pipeline, sink)) "
+            "ENGINE=InnoDB"
+        )
+        cursor.execute("START TRANSACTION")
+        key = (ctx.pipeline, ctx.dataset)
+        query_id, batch_id = ctx.micro_batch
+        cursor.execute(
+            f"INSERT INTO {ledger} (pipeline, sink, query_id, batch_id, published_at) VALUES "  # noqa: S608
+            "(%s, %s, %s, -1, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE batch_id = batch_id",
+            (*key, query_id),
+        )
+        cursor.execute(
+            f"SELECT query_id, batch_id FROM {ledger} WHERE pipeline = %s AND sink = %s "  # noqa: S608
+            "FOR UPDATE",
+            key,
+        )
+        stored = cursor.fetchone()
+        if not stream_batch_is_new(stored, ctx.micro_batch, start_over=ctx.start_over, what=what):
+            return False
+        cursor.execute(
+            f"UPDATE {ledger} SET query_id = %s, batch_id = %s, published_at = UTC_TIMESTAMP(6) "  # noqa: S608
+            "WHERE pipeline = %s AND sink = %s",
+            (query_id, batch_id, *key),
+        )
+        return True
 
     @staticmethod
     def _before_merge(cursor: Any, mode: str | None, table: str, target: str, what: str) -> None:

@@ -30,10 +30,12 @@ from etl_core import (
 from etl_core.relational import (
     LEDGER_TABLE,
     REJECT_ROWS,
+    STREAM_LEDGER_TABLE,
     merge_rejecting,
     partition_bounds,
     run_key_of_staging,
     staging_table,
+    stream_batch_is_new,
 )
 from etl_plugin_postgres.client import (
     ConnInfo,
@@ -457,17 +459,11 @@ class PostgresLoader(Loader):
         schema, target, staging = self._names(ctx, options)
         stg, ledger = ident(schema, staging), ident(schema, LEDGER_TABLE)
         with control(info, what) as conn:
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {ledger} (pipeline text NOT NULL, run_id text NOT "
-                "NULL, sink text NOT NULL, published_at timestamptz NOT NULL DEFAULT now(), "
-                "PRIMARY KEY (pipeline, run_id, sink))"
-            )
-            claimed = conn.execute(
-                f"INSERT INTO {ledger} (pipeline, run_id, sink) VALUES (%s, %s, %s) "  # noqa: S608
-                "ON CONFLICT DO NOTHING",
-                [ctx.pipeline, ctx.run_id, ctx.dataset],
-            ).rowcount
-            if not claimed:  # this run already published this sink
+            if ctx.micro_batch is None:
+                claimed = self._claim_run(conn, ledger, ctx)
+            else:
+                claimed = self._claim_batch(conn, ident(schema, STREAM_LEDGER_TABLE), ctx, what)
+            if not claimed:  # this run (or micro-batch) already published this sink
                 conn.execute(f"DROP TABLE IF EXISTS {stg}")
                 return []
             staged_columns = table_columns(conn, stg)
@@ -502,6 +498,53 @@ class PostgresLoader(Loader):
                 rejected = []
             conn.execute(f"DROP TABLE {stg}")
         return rejected
+
+    @staticmethod
+    def _claim_run(conn: Any, ledger: str, ctx: Context) -> bool:
+        """The run's ledger row, in the publish transaction: False if it is there already."""
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {ledger} (pipeline text NOT NULL, run_id text NOT "
+            "NULL, sink text NOT NULL, published_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (pipeline, run_id, sink))"
+        )
+        return bool(
+            conn.execute(
+                f"INSERT INTO {ledger} (pipeline, run_id, sink) VALUES (%s, %s, %s) "  # noqa: S608
+                "ON CONFLICT DO NOTHING",
+                [ctx.pipeline, ctx.run_id, ctx.dataset],
+            ).rowcount
+        )
+
+    @staticmethod
+    def _claim_batch(conn: Any, ledger: str, ctx: Context, what: str) -> bool:
+        """The sink's stream ledger row moved to this micro-batch, in the publish transaction
+        (locked until it commits): False if the batch was published already."""
+        assert ctx.micro_batch is not None
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {ledger} (pipeline text NOT NULL, sink text NOT NULL, "
+            "query_id text NOT NULL, batch_id bigint NOT NULL, published_at timestamptz NOT "
+            "NULL DEFAULT now(), PRIMARY KEY (pipeline, sink))"
+        )
+        key = [ctx.pipeline, ctx.dataset]
+        query_id, batch_id = ctx.micro_batch
+        conn.execute(
+            f"INSERT INTO {ledger} (pipeline, sink, query_id, batch_id) VALUES "  # noqa: S608
+            "(%s, %s, %s, -1) ON CONFLICT DO NOTHING",
+            [*key, query_id],
+        )
+        stored = conn.execute(
+            f"SELECT query_id, batch_id FROM {ledger} WHERE pipeline = %s AND sink = %s "  # noqa: S608
+            "FOR UPDATE",
+            key,
+        ).fetchone()
+        if not stream_batch_is_new(stored, ctx.micro_batch, start_over=ctx.start_over, what=what):
+            return False
+        conn.execute(
+            f"UPDATE {ledger} SET query_id = %s, batch_id = %s, published_at = now() "  # noqa: S608
+            "WHERE pipeline = %s AND sink = %s",
+            [query_id, batch_id, *key],
+        )
+        return True
 
     @staticmethod
     def _merge_statement(
