@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from etl_core.api import Context, MicroBatchMetrics, RunMetrics
 from etl_core.config.model import BoundPipeline
 from etl_core.errors import ConfigError, EtlError, RunFailed, short_error
-from etl_core.run import commit, faults
+from etl_core.run import commit, faults, stream
 from etl_core.run.build import build, dataset
 from etl_core.run.credentials import Secrets
 from etl_core.run.gate import QualityGate
@@ -30,7 +30,6 @@ from etl_core.run.live import LiveRun, Progress
 from etl_core.run.locks import DONE_MARKER_DAYS, live_runs, run_key, run_lock, runs_folder
 from etl_core.run.observers import MetricsReporters
 from etl_core.run.replay import Replay, read_dead_letters, replay_run_id
-from etl_core.run.stream import stream_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -111,7 +110,6 @@ def _inspection(
     """A run-shaped context that builds datasets but never stages or publishes. A stream's
     datasets are built on its streamed source's streaming DataFrame, and refused when Spark's
     plan shows a transform that needs a whole dataset (:func:`stream.stream_problems`)."""
-    from etl_core.run import stream
     from etl_core.run.engine import get_spark
 
     spec = bound.spec
@@ -166,8 +164,9 @@ def explain(bound: BoundPipeline, host: PluginHost, spark: SparkSession | None =
         for name, df in live.frames.items():
             buffer = io.StringIO()
             with contextlib.redirect_stdout(buffer):
-                if df.isStreaming:
-                    print(df._jdf.queryExecution().analyzed().treeString())  # noqa: SLF001
+                plan = stream.analyzed_plan(df) if df.isStreaming else None
+                if plan is not None:
+                    print(plan.treeString())
                 else:
                     df.explain(extended=False)
             parts += [f"== {name} ==", buffer.getvalue().strip(), ""]
@@ -295,7 +294,6 @@ def _run_stream(
 ) -> RunMetrics:
     """A streaming pipeline (:mod:`etl_core.run.stream`): each micro-batch a :func:`run` with
     the batch's rows fed in as the streamed source."""
-    from etl_core.run import stream
 
     if spark is None:
         from etl_core.run.engine import get_spark
@@ -396,7 +394,7 @@ def _finish(live: LiveRun | None, metrics: RunMetrics, host: PluginHost) -> None
     """Unpersist, then announce what is left: the stages no staging finished, the run."""
     metrics.finished_at = dt.datetime.now(dt.UTC)
     for batch in metrics.streaming:  # this run was a stream's micro-batch
-        rows = stream_rows(live.bound, metrics) if live is not None else 0
+        rows = stream.stream_rows(live.bound, metrics) if live is not None else 0
         batch.batch_duration_s = seconds = metrics.duration_s or 0.0
         batch.processed_rows_per_second = rows / seconds if seconds else None
     if live is not None:  # without one, no stage ever started

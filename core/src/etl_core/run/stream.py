@@ -104,13 +104,19 @@ def stream_problems(bound: BoundPipeline, frames: dict[str, DataFrame]) -> list[
     return issues
 
 
+def analyzed_plan(df: DataFrame) -> Any:
+    """The JVM's analyzed logical plan of ``df``, or ``None`` under Spark Connect (no JVM)."""
+    try:
+        return df._jdf.queryExecution().analyzed()  # noqa: SLF001 - no public API for it
+    except AttributeError:
+        return None
+
+
 def _per_batch_only(df: DataFrame) -> str | None:
     """What the first streaming node of the plan that needs a whole dataset does, if any.
     (Classic Spark only: the analyzed plan is the JVM's; under Spark Connect, None.)"""
-    try:
-        nodes = [df._jdf.queryExecution().analyzed()]  # noqa: SLF001 - no public API
-    except AttributeError:
-        return None
+    plan = analyzed_plan(df)
+    nodes = [plan] if plan is not None else []
     while nodes:
         node = nodes.pop()
         if not node.isStreaming():
