@@ -16,6 +16,7 @@ import time
 import uuid
 
 import pytest
+from etl_plugin_vault.testing import database_role
 
 from etl_core import config
 from etl_core.health import RunControl
@@ -42,26 +43,11 @@ def warehouse(openbao, password_postgres):
         )
         c.execute(f'CREATE TABLE "{schema}".issued (name TEXT, at TIMESTAMPTZ DEFAULT now())')
         c.execute(f'ALTER TABLE "{schema}".events OWNER TO "{group}"')
-    root = openbao.client()
-    mount = f"database-{tag}"
-    root.sys.enable_secrets_engine("database", path=mount)
-    root.secrets.database.configure(
-        "pg",
-        "postgresql-database-plugin",
-        mount_point=mount,
-        connection_url=(
-            f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{password_postgres.port}"
-            "/postgres"
-        ),
-        username=password_postgres.superuser,
-        password=password_postgres.password,
-        allowed_roles=["writer"],
-    )
-    root.secrets.database.create_role(
+    mount = database_role(
+        openbao,
+        password_postgres,
         "writer",
-        "pg",
-        mount_point=mount,
-        creation_statements=[
+        [
             "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
             f"VALID UNTIL '{{{{expiration}}}}' IN ROLE \"{group}\";",
             f'ALTER ROLE "{{{{name}}}}" SET ROLE "{group}";',
@@ -75,7 +61,7 @@ def warehouse(openbao, password_postgres):
         max_ttl="24s",
     )
     yield mount, schema
-    root.sys.disable_secrets_engine(mount)
+    openbao.client().sys.disable_secrets_engine(mount)
 
 
 def test_dynamic_logins_are_resolved_again_before_their_max_ttl_without_a_lost_record(

@@ -4,10 +4,9 @@ pytest plugin (``password_postgres``); here the database secrets engine pointed 
 
 from __future__ import annotations
 
-import uuid
-
 import attrs
 import pytest
+from etl_plugin_vault.testing import database_role
 
 
 @attrs.frozen
@@ -19,31 +18,10 @@ class DatabaseEngine:
 @pytest.fixture(scope="session")
 def database_engine(openbao, password_postgres) -> DatabaseEngine:
     """OpenBao's database secrets engine, issuing short-lived PostgreSQL logins."""
-    root = openbao.client()
-    mount = f"database-{uuid.uuid4().hex[:6]}"
-    root.sys.enable_secrets_engine("database", path=mount)
-    root.secrets.database.configure(
-        "pg",
-        "postgresql-database-plugin",
-        mount_point=mount,
-        connection_url=(
-            f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{password_postgres.port}"
-            "/postgres"
-        ),
-        username=password_postgres.superuser,
-        password=password_postgres.password,
-        allowed_roles=["etl-reader"],
-        verify_connection=True,
+    statement = (
+        "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
     )
-    root.secrets.database.create_role(
-        "etl-reader",
-        "pg",
-        mount_point=mount,
-        creation_statements=[
-            "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
-            "VALID UNTIL '{{expiration}}';"
-        ],
-        default_ttl="3s",
-        max_ttl="60s",
+    mount = database_role(
+        openbao, password_postgres, "etl-reader", [statement], default_ttl="3s", max_ttl="60s"
     )
     return DatabaseEngine(mount, "etl-reader")

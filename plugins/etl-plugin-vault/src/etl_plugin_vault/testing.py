@@ -147,3 +147,46 @@ def vault_env(openbao: OpenBao, monkeypatch: pytest.MonkeyPatch) -> OpenBao:
     for name, value in openbao.env().items():
         monkeypatch.setenv(name, value)
     return openbao
+
+
+def database_role(
+    openbao: OpenBao,
+    postgres: Any,
+    role: str,
+    creation_statements: list[str],
+    *,
+    default_ttl: str,
+    max_ttl: str,
+    revocation_statements: list[str] | None = None,
+) -> str:
+    """OpenBao's database secrets engine on a new mount, pointed at ``postgres`` (a cluster
+    that checks passwords: ``etl_core.testing.PasswordPostgres``), issuing logins of ``role``.
+    Returns the mount."""
+    import uuid
+
+    root = openbao.client()
+    mount = f"database-{uuid.uuid4().hex[:6]}"
+    root.sys.enable_secrets_engine("database", path=mount)
+    root.secrets.database.configure(
+        "pg",
+        "postgresql-database-plugin",
+        mount_point=mount,
+        connection_url=(
+            f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{postgres.port}/postgres"
+        ),
+        username=postgres.superuser,
+        password=postgres.password,
+        allowed_roles=[role],
+        verify_connection=True,
+    )
+    extra = {"revocation_statements": revocation_statements} if revocation_statements else {}
+    root.secrets.database.create_role(
+        role,
+        "pg",
+        mount_point=mount,
+        creation_statements=creation_statements,
+        default_ttl=default_ttl,
+        max_ttl=max_ttl,
+        **extra,
+    )
+    return mount
