@@ -202,6 +202,7 @@ SPEC_SECTIONS: dict[str, type] = {
     "Top-level keys": config.PipelineSpec,
     "engine": config.EngineSpec,
     "trigger": config.TriggerSpec,
+    "watermark": config.WatermarkSpec,
     "credentials": config.CredentialSpec,
     "sources": config.SourceSpec,
     "transforms": config.TransformSpec,
@@ -325,7 +326,7 @@ def test_the_reference_has_a_section_for_every_top_level_block() -> None:
     """Plain values (``name``, ``version``, ``execution``, ``checkpoint``) are in the top-level
     table only."""
     headings = {m[2] for line in _lines(REFERENCE) if (m := HEADING.match(line))}
-    plain = {"name", "version", "execution", "checkpoint"}
+    plain = {"name", "version", "execution", "checkpoint", "output_mode"}
     blocks = {f.name for f in fields(config.PipelineSpec)} - INTERNAL - plain
     missing = sorted(blocks - headings)
     assert not missing, f"docs/config-reference.md needs a heading for {missing}"

@@ -47,7 +47,10 @@ BUILTIN_TRANSFORMERS = {
 }
 BUILTIN_CAPABILITIES = {
     ("extractor", "files"): {"batch", "partitioned_read", "incremental", "streaming"},
-    **{("transformer", name): {"batch"} for name in ("aggregate", "deduplicate", "window")},
+    **{
+        ("transformer", name): {"batch", "stateful"}
+        for name in ("aggregate", "deduplicate", "window")
+    },
     **{
         ("transformer", name): {"batch", "streaming"}
         for name in BUILTIN_TRANSFORMERS - {"aggregate", "deduplicate", "window"}

@@ -111,7 +111,7 @@ def test_malformed_lines_of_a_stream_go_to_the_dead_letters(etl_run, tmp_path):
         ({"execution": "batch"}, "trigger", "only for `execution: streaming`"),
         ({"transforms": {"t": {"type": "aggregate", "inputs": ["events"], "group_by": ["kind"],
                                "aggregations": {"n": "count(*)"}}}},
-         "transforms.t.type", "would see one micro-batch at a time"),
+         "transforms.t", "needs a watermark"),
     ],
 )  # fmt: skip
 def test_validate_refuses_what_a_stream_cannot_do(tmp_path, change, path, expected):

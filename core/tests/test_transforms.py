@@ -593,7 +593,11 @@ MISTAKES = [
             aggregations: {n: "count(*)"}, functions: {rn: {function: row_number}}}
         """,
         "transforms.t",
-        ["use either `time_window`", "or `functions`", "not both"],
+        [
+            "use one of `time_window`, `session_window`",
+            "or `functions`",
+            "not `time_window` and `functions`",
+        ],
     ),
     (
         "neither window mode",

@@ -92,7 +92,7 @@ __all__ = [
 ]
 
 CAPABILITIES = frozenset(
-    {"batch", "streaming", "upsert", "exactly_once", "partitioned_read", "incremental"}
+    {"batch", "streaming", "stateful", "upsert", "exactly_once", "partitioned_read", "incremental"}
 )
 STAGES = ("extract", "validate", "transform", "load")
 
@@ -236,6 +236,24 @@ class Transformer(Component):
     def check(self, inputs: Sequence[str], options: Any) -> list[str]:
         """Problems found without data (called by ``etl validate``); empty when fine."""
         return []
+
+    # Stateful transformers (capability ``stateful``: windows, deduplication, aggregates) run
+    # on a stream's rows inside the streaming query, with their state in the checkpoint; the
+    # core asks them two more things.
+
+    def stream_problems(
+        self, options: Any, *, watermark: str | None, output_mode: str
+    ) -> list[str]:
+        """Problems of running across a stream's micro-batches with these options (called by
+        ``etl validate``): ``watermark`` is the event-time column of the input (``None``:
+        it has none), ``output_mode`` is ``append`` or ``update``. Each says the fix."""
+        return []
+
+    def late(self, options: Any, column: str, watermark: Column) -> Column | None:
+        """The condition, on the input rows, under which Spark's state drops a row as late:
+        ``column`` is the input's event time, ``watermark`` the watermark (a timestamp) the
+        micro-batch's state takes late rows by. ``None``: no row is ever late."""
+        return None
 
 
 @attrs.frozen

@@ -63,6 +63,10 @@ class MicroBatchMetrics:
     batch_duration_s: float | None = None
     watermark: str | None = None
     state_rows: int | None = None
+    #: rows Spark's stateful operators dropped as late (their ``numRowsDroppedByWatermark``:
+    #: a deduplication counts rows; an aggregation counts late groups of the batch, per
+    #: window and key)
+    dropped_by_watermark: int | None = None
     lag: int | None = None
     #: records behind per source partition (``topic[partition]``), for sources that say
     lag_by_partition: dict[str, int] = attrs.field(factory=dict)
@@ -148,6 +152,11 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("etl_stream_processed_rows_per_second", "gauge", "Processing rate of the latest micro-batch."),
     ("etl_stream_batch_duration_seconds", "gauge", "Duration of the latest micro-batch."),
     ("etl_stream_state_rows", "gauge", "Rows held in streaming state after the latest batch."),
+    (
+        "etl_stream_dropped_by_watermark",
+        "gauge",
+        "Rows (for aggregations: late groups) the latest batch dropped behind the watermark.",
+    ),
     ("etl_stream_lag", "gauge", "Records behind the source's latest offset after the last batch."),
     (
         "etl_stream_partition_lag",
@@ -198,6 +207,7 @@ def _samples(metrics: RunMetrics) -> Iterator[tuple[str, dict[str, str], float]]
             ("etl_stream_processed_rows_per_second", latest.processed_rows_per_second),
             ("etl_stream_batch_duration_seconds", latest.batch_duration_s),
             ("etl_stream_state_rows", latest.state_rows),
+            ("etl_stream_dropped_by_watermark", latest.dropped_by_watermark),
             ("etl_stream_lag", latest.lag),
         ):
             if value is not None:

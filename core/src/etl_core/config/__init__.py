@@ -33,6 +33,7 @@ from etl_core.config.model import (
     TransformSpec,
     TriggerSpec,
     ValidateSpec,
+    WatermarkSpec,
 )
 from etl_core.errors import ConfigError, ConfigIssue
 
@@ -59,6 +60,7 @@ __all__ = [
     "TransformSpec",
     "TriggerSpec",
     "ValidateSpec",
+    "WatermarkSpec",
     "bind",
     "check",
     "load",

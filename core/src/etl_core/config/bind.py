@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from etl_core.api import LOAD_MODES
+from etl_core.config import streams
 from etl_core.config.convert import structure
 from etl_core.config.model import (
     NAME,
@@ -227,20 +228,18 @@ def _check_streaming(
     """A streaming pipeline streams one source (the others `static: true`) into sinks that
     can take micro-batches; the streaming keys belong to streaming pipelines only."""
     if spec.execution != "streaming":
-        for key in ("trigger", "checkpoint"):
-            if getattr(spec, key) is not None:
-                issues.append(
-                    ConfigIssue(key, "only for `execution: streaming`", f"remove `{key}`")
-                )
-        for name, block in spec.sources.items():
-            if block.static:
-                issues.append(
-                    ConfigIssue(
-                        f"sources.{name}.static",
-                        "only for `execution: streaming`",
-                        "remove `static`",
-                    )
-                )
+        keys = ("trigger", "checkpoint", "output_mode")
+        only_streaming = [key for key in keys if getattr(spec, key) is not None]
+        only_streaming += [f"sources.{n}.static" for n, b in spec.sources.items() if b.static]
+        only_streaming += [
+            f"{section}.{name}.watermark"
+            for section, blocks in (("sources", spec.sources), ("transforms", spec.transforms))
+            for name, block in blocks.items()
+            if block.watermark is not None
+        ]
+        for path in only_streaming:
+            key = path.rpartition(".")[2]
+            issues.append(ConfigIssue(path, "only for `execution: streaming`", f"remove `{key}`"))
         return
     streamed = [item for item in sources.values() if not item.block.static]  # type: ignore[union-attr]
     if len(streamed) != 1:
@@ -273,16 +272,17 @@ def _check_streaming(
                 )
             )
     for item in transforms.values():
-        if "streaming" not in item.component.capabilities:
+        if not {"streaming", "stateful"} & item.component.capabilities:
             issues.append(
                 ConfigIssue(
                     f"{item.path}.type",
                     f"type {item.component.name!r} works on a whole dataset: in a stream it "
                     "would see one micro-batch at a time",
-                    "run it in a batch pipeline over the stream's output; event-time windows "
-                    "and deduplication over a stream need watermarks, not in this release",
+                    "run it in a batch pipeline over the stream's output, or use `window`, "
+                    "`deduplicate` or `aggregate`, which keep state across micro-batches",
                 )
             )
+    _check_event_time(spec, transforms, issues)
     for item in writers:
         if "streaming" not in item.component.capabilities:
             issues.append(
@@ -291,6 +291,73 @@ def _check_streaming(
                     f"type {item.component.name!r} cannot take micro-batches",
                     "write the stream to a sink that declares `streaming` (files, s3, "
                     "postgres, mysql, kafka)",
+                )
+            )
+
+
+def _check_event_time(
+    spec: PipelineSpec, transforms: Mapping[str, Bound], issues: list[ConfigIssue]
+) -> None:
+    """Watermarks on the stream's rows only; each stateful transform fit for the output mode
+    and its input's watermark; rows kept in the query's state are never quarantined."""
+    reached = streams.streamed(spec)
+    for section, blocks in (("sources", spec.sources), ("transforms", spec.transforms)):
+        for name, block in blocks.items():
+            path = f"{section}.{name}.watermark"
+            if block.watermark is None:
+                continue
+            if name not in reached:
+                issues.append(
+                    ConfigIssue(
+                        path,
+                        "a watermark tracks the event time of the streamed rows; "
+                        f"{name!r} does not read the stream",
+                        "move it to the streamed source or a transform that reads it",
+                    )
+                )
+            elif block.watermark.late == "dead_letter" and spec.errors.dead_letter is None:
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.late",
+                        "`late: dead_letter` sends late rows to the dead letters, and there "
+                        "is no dead-letter sink",
+                        "add `errors: {dead_letter: {type: files, path: dlq/}}`",
+                    )
+                )
+    mode = spec.output_mode or "append"
+    stateful = streams.stateful(spec, transforms)
+    for name in stateful:
+        item = transforms[name]
+        before = sorted(n for n in streams.in_query(spec, {name: item}) if n in stateful)
+        if before != [name]:
+            issues.append(
+                ConfigIssue(
+                    item.path,
+                    f"it reads the output of {', '.join(n for n in before if n != name)}, which "
+                    "keeps state too: one stateful transform after another is not supported "
+                    "in a stream (Spark moves the watermark between them a batch late)",
+                    "read the stream (or a row-by-row transform of it) directly, or run the "
+                    "second one in a pipeline that reads the first one's output",
+                )
+            )
+            continue
+        inputs = [i for i in streams.inputs_of(spec, name) if i in reached]
+        found = streams.watermark_of(spec, inputs[0]) if len(inputs) == 1 else None
+        watermark = found[1].column if found is not None else None
+        for problem in item.component().stream_problems(
+            item.options, watermark=watermark, output_mode=mode
+        ):
+            issues.append(ConfigIssue(item.path, problem))
+    for name in sorted(streams.in_query(spec, transforms)):
+        checks = spec.validate.get(name)
+        if checks is not None and checks.on_failure == "quarantine":
+            issues.append(
+                ConfigIssue(
+                    f"validate.{name}.on_failure",
+                    f"{name!r} feeds a stateful transform, which keeps every row in the "
+                    "stream's state before rules run: its rows cannot be quarantined",
+                    "check the stateful transform's output instead, or use `on_failure: "
+                    "abort` or `continue`",
                 )
             )
 

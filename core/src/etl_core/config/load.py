@@ -39,6 +39,7 @@ _SECTIONS: dict[str, Any] = {
     "execution": str,
     "trigger": TriggerSpec,
     "checkpoint": str,
+    "output_mode": str,
     "engine": EngineSpec,
     "credentials": dict[str, CredentialSpec],
     "sources": dict[str, SourceSpec],

@@ -58,16 +58,31 @@ class Block:
 
 
 @attrs.frozen
+class WatermarkSpec:
+    """Event time in a stream: ``column`` (a timestamp) runs at most ``delay`` behind the
+    newest event seen; rows older than that are ``late``: dropped (counted) or dead-lettered
+    by the stateful transforms downstream (windows, deduplication)."""
+
+    column: str
+    delay: str | float = attrs.field(validator=duration)
+    late: str = attrs.field(default="drop", validator=one_of("drop", "dead_letter"))
+
+
+@attrs.frozen
 class SourceSpec(Block):
     incremental: dict[str, Any] | None = None
     read_schema: str | list[dict[str, Any]] | None = None
     #: in a streaming pipeline: read as a table, anew for each micro-batch (a lookup to join)
     static: bool = False
+    #: in a streaming pipeline: the event time of the streamed source's rows
+    watermark: WatermarkSpec | None = None
 
 
 @attrs.frozen
 class TransformSpec(Block):
     inputs: list[str] = attrs.field(factory=list)
+    #: in a streaming pipeline: the event time of this transform's output rows
+    watermark: WatermarkSpec | None = None
 
 
 @attrs.frozen
@@ -151,6 +166,11 @@ class PipelineSpec:
     trigger: TriggerSpec | None = None
     #: streaming only: the query's checkpoint folder (default ``.etl/checkpoints/<name>``)
     checkpoint: str | None = None
+    #: streaming only: what stateful transforms emit each batch: ``append`` (a window once,
+    #: when the watermark passes its end) or ``update`` (every window the batch changed)
+    output_mode: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(one_of("append", "update"))
+    )
     engine: EngineSpec = attrs.field(factory=EngineSpec)
     credentials: dict[str, CredentialSpec] = attrs.field(factory=dict)
     sources: dict[str, SourceSpec] = attrs.field(factory=dict)

@@ -69,6 +69,10 @@ def build(
                 live.persist(input_name)
     if feed is not None:
         live.proposed.clear()  # fed rows never move the bookmarks
+        for name in needed:  # a dataset that nothing of the batch reads: counted here
+            readers = [c for c in plan.consumers(name) if c not in feed.datasets]
+            if not any(c in needed or c in plan.sinks for c in readers):
+                live.frames[name].count()
     if live.dead_letters and live.bound.dead_letter is None:
         stages = ", ".join(sorted(live.dead_letters))
         raise RunFailed(
@@ -105,6 +109,11 @@ def dataset(live: LiveRun, name: str, feed: Feed | None = None) -> tuple[Bound, 
             lambda: transformer.transform(live.context(item), inputs, options),
             options,
         )
+        watermark = live.spec.transforms[name].watermark
+        if watermark is not None and df.isStreaming:  # the event time of its output
+            from etl_core.run.stream import with_watermark
+
+            df = with_watermark(df, watermark, f"{item.path}.watermark")
         return item, "transform", df
     except AnalysisException as exc:
         message = short_error(exc).splitlines()[0]  # the rest is the plan

@@ -71,6 +71,8 @@ class LiveRun:
     #: the stages already passed to ``etl_stage_finished``, and those whose count was read
     announced: set[int] = attrs.field(factory=set)
     counted_stages: set[int] = attrs.field(factory=set)
+    #: a stream inspected before its query starts: what the query hands to each micro-batch
+    stream_rows: DataFrame | None = None
 
     @property
     def spec(self) -> PipelineSpec:

@@ -137,6 +137,8 @@ def _inspection(
         problems = stream.stream_problems(bound, live.frames) if feed is not None else []
         if problems:
             raise ConfigError(problems)
+        if feed is not None:  # what the query hands to each micro-batch
+            live.stream_rows = stream.query_rows(bound, feed.rows, live.frames)
         yield live
     finally:
         if secrets is None:
@@ -303,10 +305,12 @@ def _run_stream(
     if control is not None:
         control.started(spark)
 
+    branches = stream.branches(bound)
+
     def run_batch(
         rows: DataFrame, run_id: str, position: tuple[str, int], micro_batch: MicroBatchMetrics
     ) -> RunMetrics:
-        feed = stream.StreamFeed(bound, rows, micro_batch, position, start_over)
+        feed = stream.StreamFeed(bound, rows, micro_batch, position, start_over, branches)
         # the batch's own session (the query's copy): static sources read in another session
         # would not be counted by its Observations (they wait for an action they never see)
         return run(
@@ -314,11 +318,17 @@ def _run_stream(
             span_exporter=span_exporter, feed=feed, secrets=secrets,
         )  # fmt: skip
 
+    def query_rows() -> DataFrame:
+        # built anew at each start of the query (with the credentials of the moment); what
+        # only Spark's plans show is refused before the query starts
+        with _inspection(bound, host, spark, secrets) as live:
+            return live.stream_rows
+
     secrets = Secrets(bound, host)
     try:
-        with _inspection(bound, host, spark, secrets):
-            pass  # what only Spark's plans show is refused before the query starts
-        metrics = stream.run_stream(bound, spark, secrets, run_batch, control=control, say=say)
+        metrics = stream.run_stream(
+            bound, spark, secrets, run_batch, query_rows, control=control, say=say
+        )
     except ConfigError:
         raise  # paths and fixes: no secret in them
     except EtlError as exc:

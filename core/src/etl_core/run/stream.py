@@ -10,6 +10,14 @@ ledgers skip what it published (its completion marker, the sinks' ledger rows an
 
 A stop request (SIGTERM, SIGINT) lets the running batch finish and publish, then stops the
 query: the next start resumes from the checkpoint.
+
+Event time (:mod:`etl_core.config.streams`): stateful transforms (windows, deduplication,
+aggregates) run inside the query, on the rows their extractor's ``micro_batch`` keeps, with
+their state in the checkpoint. The query then hands each batch its *branches* as one
+DataFrame: the streamed source's rows (for the counts, the dead letters, the late rows and
+the datasets computed per batch) and the output of each stateful transform the batch reads,
+each packed in a struct column of its own. Each branch reads the source: a stateful stream
+reads each micro-batch once per branch.
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from etl_core.api import Context, MicroBatchMetrics, RunMetrics
-from etl_core.config.model import Bound, BoundPipeline
+from etl_core.config import streams
+from etl_core.config.model import Bound, BoundPipeline, WatermarkSpec
 from etl_core.config.schema import schema_ddl
-from etl_core.errors import ConfigIssue, RunFailed, TransientError, short_error
+from etl_core.errors import ConfigError, ConfigIssue, RunFailed, TransientError, short_error
 from etl_core.run import faults
 from etl_core.run.locks import run_key, runs_folder
 
@@ -43,6 +52,11 @@ log = logging.getLogger("etl.run")
 RENEW_AHEAD_S = 60.0
 #: how long a micro-batch that failed on something that passes (a server down) is run again
 BATCH_RETRY_FOR_S = 600.0
+
+#: the state store of stateful streams, unless ``engine.conf`` names another: RocksDB keeps
+#: state off the JVM heap (Spark writes the choice into the checkpoint)
+STATE_STORE = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+STATE_STORE_KEY = "spark.sql.streaming.stateStore.providerClass"
 
 #: runs one micro-batch: (its rows, its run id, its (query id, batch id), its metrics) → the
 #: run's metrics
@@ -70,25 +84,112 @@ PER_BATCH_ONLY = {
 }
 
 
+def branches(bound: BoundPipeline) -> list[str]:
+    """What each micro-batch of a stateful stream gets from the query: the streamed source's
+    rows, then each stateful transform that the batch reads (a sink's or a per-batch
+    transform's input, or the input whose late rows go to the dead letters). Empty for a
+    stream without stateful transforms: its batches get the source's rows as they are."""
+    spec, plan = bound.spec, bound.plan
+    inside = streams.in_query(spec, bound.transforms)
+    if not inside:
+        return []
+    stateful = streams.stateful(spec, bound.transforms)
+
+    def read_per_batch(name: str) -> bool:
+        for consumer in plan.consumers(name):
+            if consumer not in inside:
+                return True
+            found = streams.watermark_of(spec, name)
+            if found is not None and found[1].late == "dead_letter":
+                return True
+        return False
+
+    source = streamed_source(bound).name
+    return [source, *(n for n in plan.order if n in stateful and read_per_batch(n))]
+
+
+def query_rows(bound: BoundPipeline, raw: DataFrame, frames: dict[str, DataFrame]) -> DataFrame:
+    """The streaming DataFrame the query hands to ``foreachBatch``: the source's ``raw`` rows,
+    or for a stateful stream its :func:`branches` packed into one (``frames``: the datasets
+    built on the stream, the stateful ones running in the query)."""
+    from pyspark.sql import functions as F
+
+    names = branches(bound)
+    packed = raw if not names else None
+    for i, name in enumerate(names):
+        df = raw if i == 0 else frames[name]
+        one = df.select(F.struct(*[F.col(f"`{c}`") for c in df.columns]).alias(f"_etl_branch_{i}"))
+        packed = one if packed is None else packed.unionByName(one, allowMissingColumns=True)
+    assert packed is not None
+    return packed
+
+
+def branch(rows: DataFrame, names: list[str], name: str) -> DataFrame:
+    """One branch of a stateful stream's micro-batch (see :func:`query_rows`)."""
+    from pyspark.sql import functions as F
+
+    column = f"_etl_branch_{names.index(name)}"
+    return rows.where(F.col(column).isNotNull()).select(f"{column}.*")
+
+
+def with_watermark(df: DataFrame, watermark: WatermarkSpec, path: str) -> DataFrame:
+    """``df`` with Spark's watermark on ``watermark.column``, which must be a timestamp."""
+    from pyspark.sql.types import TimestampNTZType, TimestampType
+
+    found = {f.name: f.dataType for f in df.schema.fields}
+    kind = found.get(watermark.column)
+    if kind is None:
+        raise ConfigError.at(
+            f"{path}.column",
+            f"no column {watermark.column!r} (columns: {', '.join(found)})",
+            "name the column that holds each row's event time",
+        )
+    if not isinstance(kind, TimestampType | TimestampNTZType):
+        raise ConfigError.at(
+            f"{path}.column",
+            f"{watermark.column!r} is a {kind.simpleString()}, not a timestamp: event time must "
+            "be a timestamp",
+            "declare it TIMESTAMP in `read_schema`, or make one with a `select` "
+            "(`cast: {column: timestamp}`) and put the watermark on that transform",
+        )
+    delay = f"{round(_seconds(watermark.delay) * 1000)} milliseconds"
+    return df.withWatermark(watermark.column, delay)
+
+
+def late_watermark(checkpoint: Path, batch_id: int) -> int:
+    """The watermark (ms since the epoch) by which Spark's stateful operators take a batch's
+    rows as late: the one the batch before ran under (Spark ≥ 3.4: late rows by the previous
+    batch's watermark, state evicted by the batch's own), as its offset log entry says."""
+    entry = checkpoint / "offsets" / str(batch_id - 1)
+    if batch_id <= 0 or not entry.exists():
+        return 0
+    lines = entry.read_text().splitlines()
+    return int(json.loads(lines[1]).get("batchWatermarkMs", 0)) if len(lines) > 1 else 0
+
+
 def stream_problems(bound: BoundPipeline, frames: dict[str, DataFrame]) -> list[ConfigIssue]:
     """The transforms whose Spark plan, on the stream's rows, would work on a whole dataset
     (an aggregate, a deduplication, a sort, a limit or a window function inside an ``sql`` or
     ``python`` transform): each micro-batch would get its own result, so they are refused.
-    Needs the plans Spark analyzed: ``frames`` built with the streamed source as a streaming
-    DataFrame (``etl explain``, and the stream before it starts)."""
+    Stateful transforms run in the query, and what a micro-batch computes from their output
+    is looked at above them only. Needs the plans Spark analyzed: ``frames`` built with the
+    streamed source as a streaming DataFrame (``etl explain``, and the stream before it
+    starts)."""
     issues: list[ConfigIssue] = []
     refused: set[str] = set()
     needed = set(bound.plan.needed())  # a dataset that feeds no sink is never computed
+    inside = streams.in_query(bound.spec, bound.transforms)
+    above = [analyzed_plan(frames[n]) for n in branches(bound)[1:] if n in frames]
     for name in bound.plan.order:
         item, df = bound.transforms.get(name), frames.get(name)
-        if name not in needed:
+        if name not in needed or name in inside:
             continue
         if item is None or df is None or not df.isStreaming:
             continue
         if refused & set(bound.plan.nodes[name].inputs):
             refused.add(name)  # its input was refused already: one problem, one message
             continue
-        found = _per_batch_only(df)
+        found = _per_batch_only(df, [p for p in above if p is not None])
         if found is not None:
             refused.add(name)
             issues.append(
@@ -112,14 +213,15 @@ def analyzed_plan(df: DataFrame) -> Any:
         return None
 
 
-def _per_batch_only(df: DataFrame) -> str | None:
-    """What the first streaming node of the plan that needs a whole dataset does, if any.
+def _per_batch_only(df: DataFrame, stateful: list[Any]) -> str | None:
+    """What the first streaming node of the plan that needs a whole dataset does, if any,
+    below none of the ``stateful`` transforms' plans (they run in the query).
     (Classic Spark only: the analyzed plan is the JVM's; under Spark Connect, None.)"""
     plan = analyzed_plan(df)
     nodes = [plan] if plan is not None else []
     while nodes:
         node = nodes.pop()
-        if not node.isStreaming():
+        if not node.isStreaming() or any(node.equals(done) for done in stateful):
             continue
         found = PER_BATCH_ONLY.get(node.getClass().getSimpleName())
         if found is not None:
@@ -138,7 +240,12 @@ def stream_rows(bound: BoundPipeline, metrics: RunMetrics) -> int:
 class StreamFeed:
     """One micro-batch's rows as the streamed source's dataset (a ``build.Feed``); the source's
     extractor finishes them (``Extractor.micro_batch``: e.g. unreadable records to the dead
-    letters), every other dataset is computed as in a batch run, every sink is staged."""
+    letters), every other dataset is computed as in a batch run, every sink is staged.
+
+    In a stateful stream (``branches``), the batch's rows are the query's branches: the
+    source's rows, and the output of the stateful transforms, fed in as those datasets; the
+    rows a stateful transform took as late go to the dead letters under ``late:
+    dead_letter``, from its input computed on the batch."""
 
     transforms: set[str] = set()
     sinks = None
@@ -150,6 +257,7 @@ class StreamFeed:
         micro_batch: MicroBatchMetrics,
         position: tuple[str, int] | None = None,
         start_over: bool = False,
+        branches: list[str] | None = None,
     ):
         self.bound, self.rows = bound, rows
         #: the batch's own metrics, in its run's report (its reporters see the batch id, and
@@ -158,15 +266,83 @@ class StreamFeed:
         #: (query id, batch id) and ``--start-over``, for the sinks (``Context.micro_batch``)
         self.position, self.start_over = position, start_over
         self.source = streamed_source(bound)
-        self.datasets = {self.source.name}
+        self.branches = branches or []
+        self.datasets = set(self.branches) or {self.source.name}
+        self.persisted = False
 
     def needed(self) -> list[str]:
-        return self.bound.plan.needed()
+        """What the batch computes: what its sinks read, down to the fed datasets; the
+        source (for its counts and dead letters); the inputs whose late rows are routed."""
+        plan = self.bound.plan
+        if not self.branches:
+            return plan.needed()
+        todo = [self.source.name, *(i for s in plan.sinks for i in plan.nodes[s].inputs)]
+        todo += [i for name in self.branches[1:] if self._late(name) for i in self._inputs(name)]
+        wanted: set[str] = set()
+        while todo:
+            name = todo.pop()
+            if name not in wanted:
+                wanted.add(name)
+                todo += [] if name in self.datasets else list(plan.nodes[name].inputs)
+        return [name for name in plan.order if name in wanted]
 
     def dataset(self, live: LiveRun, item: Bound, options: Any) -> tuple[Bound, str, DataFrame]:
+        rows = self.rows
+        if self.branches:
+            if not self.persisted:  # the query's stateful work runs once, whatever reads it
+                rows = self.rows = live.persist_frame(rows)
+                self.persisted = True
+            rows = branch(rows, self.branches, item.name)
+        if item.name != self.source.name:
+            self._route_late(live, item)
+            return item, "transform", rows
         block = item.block
         ctx = live.context(item, read_schema=schema_ddl(block.read_schema))  # type: ignore[union-attr]
-        return item, "extract", item.component().micro_batch(ctx, options, self.rows)
+        return item, "extract", item.component().micro_batch(ctx, options, rows)
+
+    def _inputs(self, name: str) -> list[str]:
+        reached = streams.streamed(self.bound.spec)
+        return [i for i in streams.inputs_of(self.bound.spec, name) if i in reached]
+
+    def _late(self, name: str) -> WatermarkSpec | None:
+        """The watermark of stateful transform ``name``'s input when it sends late rows to
+        the dead letters."""
+        found = streams.watermark_of(self.bound.spec, self._inputs(name)[0])
+        return found[1] if found is not None and found[1].late == "dead_letter" else None
+
+    def _route_late(self, live: LiveRun, item: Bound) -> None:
+        """The rows of this batch that the stateful transform ``item`` dropped as late, from
+        its input computed on the batch, to the dead letters (``late: dead_letter``)."""
+        import datetime as dt
+
+        from pyspark.sql import functions as F
+
+        watermark = self._late(item.name)
+        if watermark is None or self.position is None:
+            return
+        millis = late_watermark(checkpoint_of(self.bound), self.position[1])
+        late = item.component().late(
+            item.options, watermark.column, F.timestamp_millis(F.lit(millis))
+        )
+        if late is None:
+            return
+        rows = live.frames[self._inputs(item.name)[0]]
+        at = dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
+        reason = F.struct(
+            F.lit("late").alias("rule"),
+            F.lit(
+                f"late: its {watermark.column} was behind the watermark ({at}) by which "
+                f"{item.name!r} took this batch's rows"
+            ).alias("message"),
+            F.lit("error").alias("severity"),
+        )
+        records = rows.where(late).select(
+            F.array(reason).alias("errors"),
+            F.to_json(
+                F.struct(*[F.col(f"`{c}`") for c in rows.columns]), {"ignoreNullFields": "false"}
+            ).alias("row"),
+        )
+        live.route_dead_letters("transform", item.name, item.component.name, records)
 
     def inputs(self, live: LiveRun, name: str) -> dict[str, DataFrame]:
         raise AssertionError("a stream feeds no transform")
@@ -177,14 +353,17 @@ def run_stream(
     spark: SparkSession,
     secrets: Secrets,
     run_batch: RunBatch,
+    rows: Callable[[], DataFrame],
     *,
     control: RunControl | None = None,
     say: Callable[[str], None] = lambda message: None,
 ) -> RunMetrics:
     """Start the pipeline's streaming query and run it until it ends (``available_now``), a
     stop is requested through ``control``, or a batch fails (raised as it was). ``secrets``
-    are the stream's credentials, shared by its batches. Returns the query's metrics: one
-    :class:`MicroBatchMetrics` per batch, the stages summed over the batches.
+    are the stream's credentials, shared by its batches; ``rows`` makes the streaming
+    DataFrame the query hands to its batches (:func:`query_rows`), with the credentials of
+    the moment. Returns the query's metrics: one :class:`MicroBatchMetrics` per batch, the
+    stages summed over the batches.
 
     Before each batch, credentials that end soon are resolved again (:meth:`Secrets.refresh`).
     The sinks and lookups take the new ones in that batch; the streamed source's reader got
@@ -197,7 +376,7 @@ def run_stream(
         control.finish_running = True
     batch = _Batches(bound, secrets, run_batch, totals, say)
     while True:
-        _run_query(bound, spark, secrets.options_for(source), batch, control)
+        _run_query(bound, spark, rows(), batch, control)
         if not batch.restart or (control is not None and control.stop_signal is not None):
             break
         say(f"sources.{source.name}: its credentials were renewed; the query starts again")
@@ -209,13 +388,13 @@ def run_stream(
 def _run_query(
     bound: BoundPipeline,
     spark: SparkSession,
-    options: Any,
+    rows: DataFrame,
     batch: _Batches,
     control: RunControl | None,
 ) -> None:
     """One start of the streaming query, until it ends or stops."""
     spec, source = bound.spec, streamed_source(bound)
-    writer = open_stream(bound, spark, options).writeStream.foreachBatch(batch)
+    writer = rows.writeStream.foreachBatch(batch).outputMode(spec.output_mode or "append")
     writer = writer.option("checkpointLocation", str(batch.checkpoint))
     trigger = spec.trigger
     if trigger is not None and trigger.available_now:
@@ -223,7 +402,7 @@ def _run_query(
     elif trigger is not None and trigger.processing_time is not None:
         writer = writer.trigger(processingTime=f"{_seconds(trigger.processing_time)} seconds")
     batch.say(f"streaming {source.name} (checkpoint {batch.checkpoint})")
-    query = _start(writer, spark, spec.engine.conf)
+    query = _start(writer, spark, spec.engine.conf, batch.checkpoint)
     batch.totals.run_id = f"stream {query.id}"  # the query id: the checkpoint's, across restarts
     watcher = threading.Thread(
         target=_watch, args=(query, batch, control), name="etl-stream-watch", daemon=True
@@ -244,27 +423,58 @@ def _run_query(
         raise batch.failure
 
 
-def _start(writer: Any, spark: SparkSession, engine_conf: dict[str, str]) -> Any:
-    """Start the query with ``spark.sql.shuffle.partitions`` at the session's parallelism
-    unless ``engine.conf`` sets it: adaptive execution, which coalesces the 200 default shuffle
-    partitions of a batch run, is off in a stream's micro-batches, so a join or a union there
-    would run 200 tiny tasks a batch. The query keeps the setting (it copies the session's
-    settings when it starts); the session gets its own value back."""
-    key = "spark.sql.shuffle.partitions"
-    if key in engine_conf:
-        return writer.start()
+def _start(writer: Any, spark: SparkSession, engine_conf: dict[str, str], checkpoint: Path) -> Any:
+    """Start the query with the session's settings, but two defaults unless ``engine.conf``
+    sets them: ``spark.sql.shuffle.partitions`` at the session's parallelism (adaptive
+    execution, which coalesces the 200 default shuffle partitions of a batch run, is off in a
+    stream's micro-batches, so a join or a union there would run 200 tiny tasks a batch), and
+    the RocksDB state store (:data:`STATE_STORE`). The query keeps them (it copies the
+    session's settings when it starts; Spark writes both into the checkpoint and keeps the
+    checkpoint's afterwards); the session gets its own values back."""
     from etl_core import datasources
 
-    before = spark.conf.get(key)
-    spark.conf.set(key, str(datasources.parallelism(spark)))
+    _check_state_store(engine_conf, checkpoint)
+    defaults = {
+        "spark.sql.shuffle.partitions": str(datasources.parallelism(spark)),
+        STATE_STORE_KEY: STATE_STORE,
+    }
+    before = {key: spark.conf.get(key, None) for key in defaults if key not in engine_conf}
+    for key in before:
+        spark.conf.set(key, defaults[key])
     try:
         return writer.start()
     finally:
-        spark.conf.set(key, before)
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def _check_state_store(engine_conf: dict[str, str], checkpoint: Path) -> None:
+    """A state store named in ``engine.conf`` must be the one the checkpoint was started with:
+    Spark would keep the checkpoint's and say nothing."""
+    chosen, offsets = engine_conf.get(STATE_STORE_KEY), checkpoint / "offsets"
+    if chosen is None or not offsets.is_dir():
+        return
+    logs = sorted((int(f.name) for f in offsets.iterdir() if f.name.isdigit()), reverse=True)
+    if not logs:
+        return
+    lines = (offsets / str(logs[0])).read_text().splitlines()
+    started = json.loads(lines[1]).get("conf", {}).get(STATE_STORE_KEY) if len(lines) > 1 else None
+    if started is not None and started != chosen:
+        raise ConfigError.at(
+            f"engine.conf.{STATE_STORE_KEY}",
+            f"the checkpoint {checkpoint} keeps its state in {started.rsplit('.', 1)[-1]}, "
+            f"chosen when it started; it cannot change to {chosen.rsplit('.', 1)[-1]}",
+            "remove the setting (or set it back), or start a new checkpoint (`checkpoint:`) to "
+            "rebuild the state from the stream",
+        )
 
 
 def open_stream(bound: BoundPipeline, spark: SparkSession, options: Any) -> DataFrame:
-    """The streamed source's streaming DataFrame (its extractor's ``extract_stream``)."""
+    """The streamed source's streaming DataFrame (its extractor's ``extract_stream``), with
+    its ``watermark``."""
     source = streamed_source(bound)
     ctx = Context(
         spark=spark,
@@ -277,7 +487,11 @@ def open_stream(bound: BoundPipeline, spark: SparkSession, options: Any) -> Data
         read_schema=schema_ddl(source.block.read_schema),  # type: ignore[union-attr]
         dead_letter_sink=bound.dead_letter is not None,
     )
-    return source.component().extract_stream(ctx, options)
+    rows = source.component().extract_stream(ctx, options)
+    watermark = source.block.watermark  # type: ignore[union-attr]
+    if watermark is None:
+        return rows
+    return with_watermark(rows, watermark, f"{source.path}.watermark")
 
 
 def _cause(exc: BaseException) -> str:
@@ -316,6 +530,8 @@ class _Batches:
         #: the streamed source's credentials were renewed: stop after this batch, start again
         self.restart = False
         self.slowest = 0.0  # seconds, the longest batch so far
+        #: how many times a batch reads the source (once per branch of a stateful stream)
+        self.scans = max(1, len(branches(bound)))
 
     def __call__(self, rows: DataFrame, batch_id: int) -> None:
         if self.stopping:  # not committed by Spark: the next start runs it
@@ -426,18 +642,21 @@ def _progress(query: Any, batch: _Batches) -> None:
         metrics = known.get(progress.batchId)
         if metrics is None or metrics.lag is not None or metrics.input_rows_per_second is not None:
             continue
-        metrics.input_rows_per_second = progress.inputRowsPerSecond
-        metrics.processed_rows_per_second = progress.processedRowsPerSecond
+        metrics.input_rows_per_second = progress.inputRowsPerSecond / batch.scans
+        metrics.processed_rows_per_second = progress.processedRowsPerSecond / batch.scans
         metrics.lag_by_partition = _lag(progress.sources)
         metrics.lag = sum(metrics.lag_by_partition.values()) if metrics.lag_by_partition else None
         metrics.finished_at = progress.timestamp
         metrics.watermark = (progress.eventTime or {}).get("watermark")
-        states = [op.numRowsTotal for op in progress.stateOperators]
-        metrics.state_rows = sum(states) if states else None
+        operators = progress.stateOperators
+        if operators:
+            metrics.state_rows = sum(op.numRowsTotal for op in operators)
+            metrics.dropped_by_watermark = sum(op.numRowsDroppedByWatermark for op in operators)
         lag = "" if metrics.lag is None else f", {metrics.lag} records behind"
+        late = f", {metrics.dropped_by_watermark} late" if metrics.dropped_by_watermark else ""
         batch.say(
-            f"batch {progress.batchId}: {progress.inputRowsPerSecond:.0f} rows/s arriving, "
-            f"{progress.processedRowsPerSecond:.0f} rows/s processed{lag}"
+            f"batch {progress.batchId}: {metrics.input_rows_per_second:.0f} rows/s arriving, "
+            f"{metrics.processed_rows_per_second:.0f} rows/s processed{lag}{late}"
         )
 
 

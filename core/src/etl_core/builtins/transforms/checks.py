@@ -60,3 +60,25 @@ def aggregation_problems(group_by: Sequence[str], aggregations: Mapping[str, str
     clashes = sorted({c.lower() for c in group_by} & {n.lower() for n in aggregations})
     problems += [f"`aggregations.{name}` has the name of a `group_by` column" for name in clashes]
     return problems
+
+
+def watermark_problems(
+    what: str, column: str | None, watermark: str | None, output_mode: str
+) -> list[str]:
+    """A stateful transform in a stream, in append mode, emits a group once the watermark has
+    passed it: it needs a watermark on ``column`` (the event time it groups by; ``None``: any
+    event-time column of its input)."""
+    if output_mode != "append":
+        return []
+    fix = (
+        "add `watermark: {column: <event time>, delay: 10m}` to the streamed source (or the "
+        "transform that makes the column), or set `output_mode: update`"
+    )
+    if watermark is None:
+        return [f"in a stream in append mode, {what} needs a watermark: {fix}"]
+    if column is not None and column != watermark:
+        return [
+            f"in a stream in append mode, {what} must use the watermark's column {watermark!r} "
+            f"(it uses {column!r}): Spark could never tell when a group is complete"
+        ]
+    return []

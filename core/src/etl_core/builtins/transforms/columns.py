@@ -12,7 +12,10 @@ import attrs
 from etl_core.options import ValueProblem
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    from pyspark.sql import Column, DataFrame
+
+#: the metadata key Spark puts on the column a watermark was defined on
+WATERMARK_KEY = "spark.watermarkDelayMs"
 
 _SORT_KEY = re.compile(
     r"^\s*(?P<column>\S+?)(?:\s+(?P<direction>asc|desc))?(?:\s+nulls\s+(?P<nulls>first|last))?\s*$",
@@ -69,3 +72,8 @@ def aggregation_columns(aggregations: Mapping[str, str]) -> list[Column]:
     from pyspark.sql import functions as F
 
     return [F.expr(text).alias(name) for name, text in aggregations.items()]
+
+
+def watermark_column(df: DataFrame) -> str | None:
+    """The column of a streaming DataFrame that carries a watermark, if one does."""
+    return next((f.name for f in df.schema.fields if WATERMARK_KEY in f.metadata), None)

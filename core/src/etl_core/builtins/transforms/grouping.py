@@ -12,12 +12,18 @@ from etl_core.builtins.transforms.checks import (
     aggregation_problems,
     column_list_problems,
     sort_problems,
+    watermark_problems,
 )
-from etl_core.builtins.transforms.columns import SortKey, aggregation_columns, free_name
+from etl_core.builtins.transforms.columns import (
+    SortKey,
+    aggregation_columns,
+    free_name,
+    watermark_column,
+)
 from etl_core.options import one_of
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 
 @attrs.frozen
@@ -32,9 +38,28 @@ class AggregateTransform(Transformer):
 
     name = "aggregate"
     Options = AggregateOptions
+    capabilities = frozenset({"batch", "stateful"})
 
     def check(self, inputs: Sequence[str], options: AggregateOptions) -> list[str]:
         return aggregation_problems(options.group_by, options.aggregations)
+
+    def stream_problems(
+        self, options: AggregateOptions, *, watermark: str | None, output_mode: str
+    ) -> list[str]:
+        if watermark is None or output_mode != "append":
+            return watermark_problems("an aggregate", None, watermark, output_mode)
+        if watermark in options.group_by:
+            return []
+        return [
+            f"in a stream in append mode, an aggregate must group by the watermark's column "
+            f"{watermark!r} (Spark could never tell when a group is complete): use the `window` "
+            "transform for time windows, or set `output_mode: update`"
+        ]
+
+    def late(self, options: AggregateOptions, column: str, watermark: Column) -> Column | None:
+        from pyspark.sql import functions as F
+
+        return F.col(column) <= watermark if column in options.group_by else None
 
     def transform(
         self, ctx: Context, inputs: Mapping[str, DataFrame], options: AggregateOptions
@@ -60,6 +85,7 @@ class DeduplicateTransform(Transformer):
 
     name = "deduplicate"
     Options = DeduplicateOptions
+    capabilities = frozenset({"batch", "stateful"})
 
     def check(self, inputs: Sequence[str], options: DeduplicateOptions) -> list[str]:
         problems = column_list_problems(options.keys, "keys")
@@ -74,6 +100,22 @@ class DeduplicateTransform(Transformer):
             problems.append("`keep: last` needs `order_by` (the order that says which is last)")
         return problems
 
+    def stream_problems(
+        self, options: DeduplicateOptions, *, watermark: str | None, output_mode: str
+    ) -> list[str]:
+        problems = watermark_problems("deduplicate", None, watermark, output_mode)
+        if options.order_by:
+            problems.append(
+                "in a stream, deduplicate keeps the first row of each key to arrive: remove "
+                "`order_by` and `keep`"
+            )
+        return problems
+
+    def late(self, options: DeduplicateOptions, column: str, watermark: Column) -> Column | None:
+        from pyspark.sql import functions as F
+
+        return F.col(column) <= watermark
+
     def transform(
         self, ctx: Context, inputs: Mapping[str, DataFrame], options: DeduplicateOptions
     ) -> DataFrame:
@@ -81,6 +123,9 @@ class DeduplicateTransform(Transformer):
         from pyspark.sql import functions as F
 
         (df,) = inputs.values()
+        if df.isStreaming and watermark_column(df) is not None:
+            # a key is remembered until the watermark passes its first row's event time
+            return df.dropDuplicatesWithinWatermark(list(options.keys) or None)
         if not options.order_by:
             return df.dropDuplicates(list(options.keys) or None)
         order = [SortKey.parse(text) for text in options.order_by]

@@ -14,12 +14,16 @@ from etl_core.builtins.transforms.checks import (
     column_list_problems,
     name_problems,
     sort_problems,
+    watermark_problems,
 )
 from etl_core.builtins.transforms.columns import SortKey, aggregation_columns, free_name
 from etl_core.options import ValueProblem, one_of, parse_duration, positive
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+
+#: the output columns of time and session windows
+WINDOW_COLUMNS = ("window_start", "window_end")
 
 RANKING_FUNCTIONS = ("row_number", "rank", "dense_rank")
 OFFSET_FUNCTIONS = ("lag", "lead")
@@ -40,6 +44,15 @@ class TimeWindow:
 
 
 @attrs.frozen
+class SessionWindow:
+    """Session windows: a window per group that stays open while rows keep arriving less than
+    ``gap`` apart, and closes ``gap`` after its last row."""
+
+    column: str
+    gap: str | float
+
+
+@attrs.frozen
 class WindowFunction:
     function: str = attrs.field(validator=one_of(*WINDOW_FUNCTIONS))
     column: str | None = None
@@ -50,6 +63,7 @@ class WindowFunction:
 @attrs.frozen
 class WindowOptions:
     time_window: TimeWindow | None = None
+    session_window: SessionWindow | None = None
     group_by: list[str] = attrs.field(factory=list)
     aggregations: dict[str, str] = attrs.field(factory=dict)
     functions: dict[str, WindowFunction] = attrs.field(factory=dict)
@@ -100,6 +114,16 @@ def _time_window_problems(window: TimeWindow) -> list[str]:
     return problems
 
 
+def _session_window_problems(window: SessionWindow) -> list[str]:
+    if not window.column.strip():
+        return ["`session_window.column` is empty"]
+    try:
+        gap = _microseconds(window.gap)
+    except ValueProblem as exc:
+        return [f"`session_window.gap`: {exc}"]
+    return [] if gap > 0 else [f"`session_window.gap` must be longer than 0, got {window.gap!r}"]
+
+
 def _window_function_problems(name: str, fn: WindowFunction, ordered: bool) -> list[str]:
     at = f"`functions.{name}`"
     problems = []
@@ -125,23 +149,39 @@ def _window_function_problems(name: str, fn: WindowFunction, ordered: bool) -> l
 class WindowTransform(Transformer):
     """Either time windows or window functions, on one input.
 
-    Time windows (``time_window`` with ``group_by`` and ``aggregations``): one row per window
-    and group, with ``window_start`` and ``window_end``. Window functions (``functions`` with
-    ``partition_by``, ``order_by`` and ``frame``): a new column per function on every row.
+    Time windows (``time_window``: tumbling or sliding; ``session_window``: sessions that close
+    after a gap; each with ``group_by`` and ``aggregations``): one row per window and group,
+    with ``window_start`` and ``window_end``; in a stream they keep state across micro-batches.
+    Window functions (``functions`` with ``partition_by``, ``order_by`` and ``frame``): a new
+    column per function on every row.
     """
 
     name = "window"
     Options = WindowOptions
+    capabilities = frozenset({"batch", "stateful"})
 
     def check(self, inputs: Sequence[str], options: WindowOptions) -> list[str]:
-        timed, functions = options.time_window is not None, bool(options.functions)
-        if timed and functions:
+        kinds = [
+            key
+            for key, given in (
+                ("time_window", options.time_window is not None),
+                ("session_window", options.session_window is not None),
+                ("functions", bool(options.functions)),
+            )
+            if given
+        ]
+        if len(kinds) > 1:
             return [
-                "use either `time_window` (with `group_by` and `aggregations`) or `functions` "
-                "(with `partition_by`, `order_by` and `frame`), not both; split them into two "
-                "transforms"
+                f"use one of `time_window`, `session_window` (each with `group_by` and "
+                f"`aggregations`) or `functions` (with `partition_by`, `order_by` and `frame`), "
+                f"not {' and '.join(f'`{k}`' for k in kinds)}; split them into transforms"
             ]
-        if options.time_window is not None:
+        if not kinds:
+            return [
+                "give `time_window` or `session_window` (with `aggregations`) for time windows, "
+                "or `functions` for window functions such as row_number, lag or a running sum"
+            ]
+        if kinds[0] != "functions":
             stray = [key for key in ("partition_by", "order_by") if getattr(options, key)]
             stray += ["frame"] if options.frame != "all" else []
             if stray:
@@ -149,9 +189,11 @@ class WindowTransform(Transformer):
                     f"{', '.join(f'`{k}`' for k in stray)} belong to window `functions`; "
                     "time windows are grouped by `group_by`"
                 ]
-            problems = _time_window_problems(options.time_window)
+            if options.time_window is not None:
+                problems = _time_window_problems(options.time_window)
+            else:
+                problems = _session_window_problems(options.session_window)  # type: ignore[arg-type]
             problems += aggregation_problems(options.group_by, options.aggregations)
-            taken = {"window_start", "window_end"}
             problems += [
                 f"`{key}.{name}`: {name!r} is the name of a time window's output column"
                 for key, names in (
@@ -159,14 +201,9 @@ class WindowTransform(Transformer):
                     ("aggregations", options.aggregations),
                 )
                 for name in names
-                if name.lower() in taken
+                if name.lower() in WINDOW_COLUMNS
             ]
             return problems
-        if not functions:
-            return [
-                "give `time_window` (with `aggregations`) for time windows, or `functions` for "
-                "window functions such as row_number, lag or a running sum"
-            ]
         stray = [key for key in ("group_by", "aggregations") if getattr(options, key)]
         if stray:
             return [
@@ -183,25 +220,60 @@ class WindowTransform(Transformer):
             problems.append("`frame: running` needs `order_by` (a running total follows an order)")
         return problems
 
+    def stream_problems(
+        self, options: WindowOptions, *, watermark: str | None, output_mode: str
+    ) -> list[str]:
+        timed = options.time_window or options.session_window
+        if timed is None:
+            return [
+                "window `functions` cannot run over a stream (Spark keeps no state for them): "
+                "use `time_window` or `session_window`, or run them in a batch pipeline over "
+                "the stream's output"
+            ]
+        return watermark_problems("a time window", timed.column, watermark, output_mode)
+
+    def late(self, options: WindowOptions, column: str, watermark: Column) -> Column | None:
+        """A row is late when every window it falls into has closed: its last window ends
+        at or before the watermark (Spark drops it from each closed window)."""
+        from pyspark.sql import functions as F
+
+        micros = F.unix_micros(F.col(column))
+        if options.session_window is not None:  # a row alone is a session of `gap`
+            end = micros + _microseconds(options.session_window.gap)
+        else:
+            window = options.time_window
+            assert window is not None
+            duration = _microseconds(window.duration)
+            slide = _microseconds(window.slide) if window.slide is not None else duration
+            offset = _microseconds(window.start_offset or 0)
+            end = micros - F.pmod(micros - F.lit(offset), F.lit(slide)) + F.lit(duration)
+        return end <= F.unix_micros(watermark)
+
     def transform(
         self, ctx: Context, inputs: Mapping[str, DataFrame], options: WindowOptions
     ) -> DataFrame:
         (df,) = inputs.values()
-        if options.time_window is not None:
-            return self._time_windows(df, options.time_window, options)
+        if options.time_window is not None or options.session_window is not None:
+            return self._time_windows(df, options)
         return self._window_functions(df, options)
 
     @staticmethod
-    def _time_windows(df: DataFrame, window: TimeWindow, options: WindowOptions) -> DataFrame:
+    def _time_windows(df: DataFrame, options: WindowOptions) -> DataFrame:
         from pyspark.sql import functions as F
 
         column = free_name([*df.columns, *options.aggregations], "window")
-        bucket = F.window(
-            F.col(window.column),
-            _interval(window.duration),
-            _interval(window.slide) if window.slide is not None else None,
-            _interval(window.start_offset) if window.start_offset is not None else None,
-        ).alias(column)
+        window, session = options.time_window, options.session_window
+        if session is not None:
+            bucket = F.session_window(F.col(session.column), _interval(session.gap))
+        else:
+            assert window is not None
+            bucket = F.window(
+                F.col(window.column),
+                _interval(window.duration),
+                _interval(window.slide) if window.slide is not None else None,
+                _interval(window.start_offset) if window.start_offset is not None else None,
+            )
+        bucket = bucket.alias(column)
         grouped = df.groupBy(bucket, *options.group_by).agg(
             *aggregation_columns(options.aggregations)
         )
