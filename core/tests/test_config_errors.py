@@ -440,8 +440,8 @@ sources:
             sinks="sinks:\n  out: {type: files, input: daily, path: out/}\n",
         ),
         (),
-        "transforms.daily",
-        ["`query` is empty"],
+        "transforms.daily.query",
+        ["is empty", "give `query` a value"],
     ),
     (
         "filter with two inputs",

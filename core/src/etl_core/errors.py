@@ -23,7 +23,7 @@ class ConfigIssue:
     fix: str | None = None
 
     def __str__(self) -> str:
-        text = f"{self.path or '<pipeline>'}: {self.message}"
+        text = f"{self.path}: {self.message}" if self.path else self.message
         return f"{text}\n    fix: {self.fix}" if self.fix else text
 
 

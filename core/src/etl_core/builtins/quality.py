@@ -128,10 +128,21 @@ class Regex(Validator):
     Options = RegexOptions
 
     def check(self, options: RegexOptions) -> list[str]:
+        """Java's regex runs the rule; without a JVM here, Python's checks the pattern once
+        the syntax only Java has is set aside, and the syntax only Python has is refused."""
+        pattern = options.pattern
+        if re.search(r"\(\?P[<=>]", pattern):
+            return [
+                f"invalid regex {pattern!r}: `(?P...)` is Python's syntax; the rule runs Java's "
+                "regex, where a named group is `(?<name>...)` and a back reference `\\k<name>`"
+            ]
+        java_only = re.sub(r"\\[pP]\{\w+\}|\\[pP][A-Z]|\\[hHRX]|\\Q.*?(\\E|$)", "x", pattern)
+        java_only = re.sub(r"\\k<(\w+)>", r"(?P=\1)", java_only.replace("(?<", "(?P<"))
+        java_only = java_only.replace("(?P<=", "(?<=").replace("(?P<!", "(?<!")
         try:
-            re.compile(options.pattern)
+            re.compile(java_only)
         except re.error as exc:
-            return [f"invalid regex {options.pattern!r}: {exc}"]
+            return [f"invalid regex {pattern!r}: {exc}"]
         return []
 
     def columns(self, options: RegexOptions) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -24,6 +25,7 @@ from etl_core.config.model import (
     TransformSpec,
 )
 from etl_core.config.plan import build_plan
+from etl_core.config.schema import schema_problem
 from etl_core.config.secrets import guard_secrets, secret_refs
 from etl_core.config.validation import bind_validation
 from etl_core.errors import ConfigIssue, UnknownComponentError, raise_if_any
@@ -36,6 +38,9 @@ CORE_KEYS = {
     cls: tuple(f.name for f in attrs.fields(cls) if f.name != "options")
     for cls in (SourceSpec, TransformSpec, SinkSpec, Block)
 }
+NO_DEAD_LETTERS = "add `errors: {dead_letter: {type: files, path: dlq/}}`"
+#: the options that say where a sink writes (one or more, by connector)
+TARGET_OPTIONS = ("connection", "bucket", "prefix", "table", "topic", "path")
 DATASET_SECTIONS = (("sources", "extractor"), ("transforms", "transformer"), ("sinks", "loader"))
 
 
@@ -69,6 +74,18 @@ def bind(
         for name, block in spec.validate.items()
     }
     _check_validated_names(spec, seen, issues)
+    _check_targets(spec, sinks, issues)
+    if spec.errors.dead_letter is None:
+        issues += [
+            ConfigIssue(
+                f"validate.{name}.on_failure",
+                "`quarantine` sends the rows that break a rule to the dead letters, and there "
+                "is no dead-letter sink",
+                NO_DEAD_LETTERS,
+            )
+            for name, block in spec.validate.items()
+            if block.on_failure == "quarantine"
+        ]
     plan, found = build_plan(
         list(spec.sources),
         {name: block.inputs for name, block in spec.transforms.items()},
@@ -216,6 +233,15 @@ def _check_sources(sources: Mapping[str, Bound], issues: list[ConfigIssue]) -> N
             continue
         for problem in item.component().check(item.options, incremental=block.incremental):
             issues.append(ConfigIssue(item.path, problem))
+        problem = schema_problem(block.read_schema)
+        if problem:
+            issues.append(
+                ConfigIssue(
+                    f"{item.path}.read_schema",
+                    problem,
+                    "write Spark SQL DDL: `id BIGINT, price DECIMAL(10,2), tags ARRAY<STRING>`",
+                )
+            )
 
 
 def _check_streaming(
@@ -295,6 +321,36 @@ def _check_streaming(
             )
 
 
+def _check_targets(
+    spec: PipelineSpec, sinks: Mapping[str, Bound], issues: list[ConfigIssue]
+) -> None:
+    """Two sinks of a run cannot write one target: one's publish would replace or hide the
+    other's (files and s3 publish a folder's manifest; tables take one ledger row a sink)."""
+    seen: dict[tuple[Any, ...], str] = {}
+    for name, item in sinks.items():
+        where = {
+            key: getattr(item.options, key)
+            for key in TARGET_OPTIONS
+            if getattr(item.options, key, None) not in (None, "")
+        }
+        if not where:
+            continue
+        if item.component.name == "files" and isinstance(where.get("path"), str):
+            where["path"] = str((spec.base_dir / Path(where["path"]).expanduser()).resolve())
+        key = (item.component.name, *(str(v) for v in where.values()))
+        if key in seen:
+            shown = ", ".join(f"{k} {v}" for k, v in where.items() if k != "connection")
+            issues.append(
+                ConfigIssue(
+                    item.path,
+                    f"it writes the same target as sinks.{seen[key]} ({shown}): one sink's "
+                    "publish would replace or hide the other's",
+                    "give each sink its own target, or write one dataset (a `union`)",
+                )
+            )
+        seen.setdefault(key, name)
+
+
 def _check_event_time(
     spec: PipelineSpec, transforms: Mapping[str, Bound], issues: list[ConfigIssue]
 ) -> None:
@@ -321,7 +377,7 @@ def _check_event_time(
                         f"{path}.late",
                         "`late: dead_letter` sends late rows to the dead letters, and there "
                         "is no dead-letter sink",
-                        "add `errors: {dead_letter: {type: files, path: dlq/}}`",
+                        NO_DEAD_LETTERS,
                     )
                 )
     mode = spec.output_mode or "append"

@@ -182,9 +182,23 @@ def structure(
     core-owned keys of a component block), offered in "did you mean" suggestions.
     """
     try:
-        return converter.structure(data, cls), []
+        value = converter.structure(data, cls)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a located issue
         return None, list(issues_from(exc, path, also_known))
+    blank = list(_blank_required(value, path))
+    return (None, blank) if blank else (value, [])
+
+
+def _blank_required(value: Any, path: str) -> Iterator[ConfigIssue]:
+    """Required text options left blank (`path: ""`): nothing could work with them."""
+    if not attrs.has(type(value)):
+        return
+    for field in attrs.fields(type(value)):
+        given = getattr(value, field.name)
+        at = _join(path, field.name)
+        if field.default is attrs.NOTHING and isinstance(given, str) and not given.strip():
+            yield ConfigIssue(at, "is empty", f"give `{field.name}` a value")
+        yield from _blank_required(given, at)
 
 
 def issues_from(

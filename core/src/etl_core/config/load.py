@@ -5,6 +5,7 @@ here; :mod:`etl_core.config.bind` structures them. Every issue is collected befo
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -55,8 +56,99 @@ _SECTIONS: dict[str, Any] = {
 # --- reading -------------------------------------------------------------------------------
 
 
+#: what a pipeline file may make YAML build: nodes with every alias expanded, and nesting
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
 class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. YAML 1.1 would read a join's ``on:`` key as True."""
+    """YAML 1.2 booleans: only true/false (YAML 1.1 would read a join's ``on:`` key as True).
+    A key given twice in one mapping is an error, not the last one silently winning; nesting
+    and aliases are capped (:data:`MAX_DEPTH`, :data:`MAX_NODES`): a small file cannot make
+    the load take gigabytes, and a value cannot contain itself."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"values are nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        first: dict[Any, Any] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key.value in first:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {key.value!r} is given twice in one mapping (first on line "
+                    f"{first[key.value].line + 1}); the second would replace the first",
+                    key.start_mark,
+                )
+            first[key.value] = key.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def _check_expansion(root: Any) -> None:
+    """Every node counted as often as aliases repeat it: at most :data:`MAX_NODES`; and no
+    node may contain itself (``&a {b: *a}``)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_NODES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"with its aliases expanded, this value holds more than {MAX_NODES:,} items",
+                    node.start_mark,
+                )
+            continue
+        if id(node) in sizes:
+            continue
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    "an alias here refers to a value that contains it (a value cannot contain "
+                    "itself)",
+                    child.start_mark,
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 _YamlLoader.yaml_implicit_resolvers = {
@@ -68,6 +160,39 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
+def yaml_value(text: str, source: str) -> Any:
+    """``text`` read as YAML (:class:`_YamlLoader`); errors name ``source`` and the line."""
+    try:
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError.at("", *_yaml_problem(exc, text, source)) from None
+    except yaml.YAMLError as exc:  # e.g. a control character (no line to point at)
+        problem = str(exc).split("\n", 1)[0].replace('"<unicode string>"', source)
+        raise ConfigError.at("", f"cannot parse {source}: {problem}", "fix the text") from None
+    except RecursionError:
+        raise ConfigError.at(
+            "", f"cannot parse {source}: values are nested too deep", "flatten the file"
+        ) from None
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, text: str, source: str) -> tuple[str, str]:
+    """The message and the fix for a YAML error: where (file, line, column) and what."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
+    what = " ".join(p for p in (exc.context, exc.problem) if p)
+    line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+    if "${" in line and "{" in line.split("${", 1)[0]:
+        fix = (
+            'quote the value: `"${VAR}"` (inside `{...}` or `[...]`, a brace ends an unquoted '
+            "value)"
+        )
+    elif "found character '\\t'" in what:
+        fix = "indent with spaces, not tabs"
+    else:
+        fix = "fix the file's syntax"
+    return f"cannot parse {where}: {what}", fix
+
+
 def parse_text(text: str, *, suffix: str = ".yaml", source: str = "<text>") -> Any:
     try:
         if suffix == ".toml":
@@ -76,20 +201,37 @@ def parse_text(text: str, *, suffix: str = ".yaml", source: str = "<text>") -> A
             return tomllib.loads(text)
         if suffix == ".json":
             return json.loads(text)
-        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
-    except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
+    except (json.JSONDecodeError, ValueError) as exc:
         raise ConfigError.at("", f"cannot parse {source}: {exc}", "fix the file's syntax") from exc
+    return yaml_value(text, source)
 
 
 def read_file(path: str | Path) -> Any:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError.at(
             "", f"cannot read pipeline file {str(path)!r}: {exc.strerror}", "check the path"
         ) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        kind = (
+            "gzip-compressed"
+            if data[:2] == b"\x1f\x8b"
+            else "UTF-16 text"
+            if data[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        )
+        raise ConfigError.at(
+            "", f"cannot read {path}: it is {kind}", "save the file as UTF-8 text"
+        ) from None
     return parse_text(text, suffix=path.suffix.lower(), source=str(path))
+
+
+#: the sections whose entries are named blocks: ``--set`` may change them, not add them
+_NAMED_SECTIONS = ("sources", "transforms", "sinks", "validate", "credentials")
 
 
 def apply_overrides(raw: Any, overrides: Sequence[str]) -> list[ConfigIssue]:
@@ -105,6 +247,34 @@ def apply_overrides(raw: Any, overrides: Sequence[str]) -> list[ConfigIssue]:
                 )
             )
             continue
+        named = raw.get(keys[0]) if isinstance(raw, dict) else None
+        named = {str(k): v for k, v in named.items()} if isinstance(named, dict) else {}
+        if keys[0] in _NAMED_SECTIONS and len(keys) > 2 and keys[1] not in named:
+            close = difflib.get_close_matches(keys[1], list(named), n=1, cutoff=0.6)
+            issues.append(
+                ConfigIssue(
+                    f"--set {item}",
+                    f"there is no {keys[0]} entry {keys[1]!r} in the file",
+                    f"did you mean {keys[0]}.{close[0]}?"
+                    if close
+                    else "--set changes what the file holds; add new blocks in the file",
+                )
+            )
+            continue
+        try:
+            value = yaml_value(text, f"--set {item}") if text else ""
+        except ConfigError as exc:
+            problem = exc.issues[0].message.split(": ", 1)[-1]
+            issues.append(
+                ConfigIssue(
+                    f"--set {item}",
+                    f"the value is not valid YAML: {problem}",
+                    f"quote it as a string: --set '{dotted}=\"{text}\"'"
+                    if text.isprintable()
+                    else "remove the control characters from the value",
+                )
+            )
+            continue
         node = raw
         for i, key in enumerate(keys[:-1]):
             child = node.get(key) if isinstance(node, dict) else None
@@ -115,7 +285,7 @@ def apply_overrides(raw: Any, overrides: Sequence[str]) -> list[ConfigIssue]:
                 break
             node = child
         else:
-            node[keys[-1]] = yaml.load(text, Loader=_YamlLoader) if text else ""  # noqa: S506
+            node[keys[-1]] = value
     return issues
 
 
@@ -225,6 +395,8 @@ def _placeholder(cls: type[Block], block: Any) -> Block:
     raw = block if isinstance(block, Mapping) else {}
 
     def names(value: Any) -> list[str]:
+        if isinstance(value, str):  # reported as "expected a list": read as one, for the plan
+            return [value]
         return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
     extra: dict[str, Any] = {}

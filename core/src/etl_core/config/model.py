@@ -16,7 +16,7 @@ from etl_core.config.plan import Plan
 from etl_core.config.schema import SchemaColumn
 from etl_core.options import ValueProblem, duration, one_of, positive
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: no name ending in a newline
 
 
 @attrs.frozen

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from etl_core.api import RuleResult, StageMetrics, Validation, ValidationFailed
-from etl_core.config.model import BoundRule, BoundValidation
+from etl_core.config.model import BoundPipeline, BoundRule, BoundValidation
 from etl_core.errors import ConfigError, ConfigIssue, short_error
 from etl_core.run.live import observed
 
@@ -254,3 +254,31 @@ def safe_cast(found: Any, expected: Any) -> bool:
             return expected.scale >= found.scale and whole >= found.precision - found.scale
         return whole >= _INTEGRAL_DIGITS.get(found.typeName(), 10**6)
     return isinstance(found, T.DateType) and isinstance(expected, T.TimestampType)
+
+
+def unknown_columns(bound: BoundPipeline, frames: dict[str, DataFrame]) -> list[ConfigIssue]:
+    """Quality rules that name a column their dataset does not have, as Spark's schema of the
+    dataset shows (``etl validate`` knows columns only where a schema is declared)."""
+    import difflib
+
+    issues = []
+    for name, validation in bound.validations.items():
+        df = frames.get(name)
+        if df is None:
+            continue
+        have = {c.lower(): c for c in df.columns}  # Spark's names are case-insensitive
+        for rule in validation.rules:
+            for column in rule.component().columns(rule.options):
+                if column.split(".")[0].strip("`").lower() in have:
+                    continue
+                close = difflib.get_close_matches(column, list(have.values()), n=1)
+                issues.append(
+                    ConfigIssue(
+                        rule.path,
+                        f"column {column!r} is not a column of {name!r}",
+                        f"did you mean {close[0]!r}?"
+                        if close
+                        else f"its columns: {', '.join(df.columns)}",
+                    )
+                )
+    return issues

@@ -25,7 +25,7 @@ from etl_core.errors import ConfigError, EtlError, RunFailed, short_error
 from etl_core.run import commit, faults, stream
 from etl_core.run.build import build, dataset
 from etl_core.run.credentials import Secrets
-from etl_core.run.gate import QualityGate
+from etl_core.run.gate import QualityGate, unknown_columns
 from etl_core.run.live import LiveRun, Progress
 from etl_core.run.locks import DONE_MARKER_DAYS, live_runs, run_key, run_lock, runs_folder
 from etl_core.run.observers import MetricsReporters
@@ -135,6 +135,7 @@ def _inspection(
         for name in bound.plan.order:
             live.frames[name] = dataset(live, name, feed)[2]
         problems = stream.stream_problems(bound, live.frames) if feed is not None else []
+        problems += unknown_columns(bound, live.frames)
         if problems:
             raise ConfigError(problems)
         if feed is not None:  # what the query hands to each micro-batch

@@ -86,26 +86,15 @@ PER_BATCH_ONLY = {
 
 def branches(bound: BoundPipeline) -> list[str]:
     """What each micro-batch of a stateful stream gets from the query: the streamed source's
-    rows, then each stateful transform that the batch reads (a sink's or a per-batch
-    transform's input, or the input whose late rows go to the dead letters). Empty for a
-    stream without stateful transforms: its batches get the source's rows as they are."""
+    rows, then each stateful transform whose output the batch reads (stateful transforms
+    never read one another: ``etl validate`` refuses it). Empty for a stream without stateful
+    transforms: its batches get the source's rows as they are."""
     spec, plan = bound.spec, bound.plan
-    inside = streams.in_query(spec, bound.transforms)
-    if not inside:
-        return []
     stateful = streams.stateful(spec, bound.transforms)
-
-    def read_per_batch(name: str) -> bool:
-        for consumer in plan.consumers(name):
-            if consumer not in inside:
-                return True
-            found = streams.watermark_of(spec, name)
-            if found is not None and found[1].late == "dead_letter":
-                return True
-        return False
-
+    if not stateful:
+        return []
     source = streamed_source(bound).name
-    return [source, *(n for n in plan.order if n in stateful and read_per_batch(n))]
+    return [source, *(n for n in plan.order if n in stateful and plan.consumers(n))]
 
 
 def query_rows(bound: BoundPipeline, raw: DataFrame, frames: dict[str, DataFrame]) -> DataFrame:
