@@ -558,7 +558,7 @@ def test_cases_are_distinct() -> None:
 def test_the_valid_base_pipeline_is_valid(tmp_path: Path) -> None:
     result = validate(write(tmp_path, VALID))
     assert result.exit_code == 0, result.output
-    assert "valid (2 sources, 1 transforms, 1 sinks)" in result.output
+    assert "valid (2 sources, 1 transform, 1 sink)" in result.output
 
 
 def test_not_yaml(tmp_path: Path) -> None:
@@ -896,7 +896,7 @@ def test_validate_does_not_import_pyspark(tmp_path: Path) -> None:
         env={**os.environ, "ETL_LOAD_PLUGINS": ""},
     )
     assert done.returncode == 0, done.stderr
-    assert "valid (2 sources, 2 transforms, 1 sinks)" in done.stdout
+    assert "valid (2 sources, 2 transforms, 1 sink)" in done.stdout
     assert "spark modules: []" in done.stdout, done.stdout
 
 

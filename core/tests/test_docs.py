@@ -416,3 +416,34 @@ def test_links_between_the_docs_resolve(page: Path) -> None:
             ):
                 broken.append(target)
     assert not broken, f"docs/{page.name} has broken links: {broken}"
+
+
+# --- sample output that is the real output -------------------------------------------------
+
+#: console blocks whose command needs no data: their output is compared with a real run
+SAMPLES = re.compile(
+    r"^\$ (etl (?:plugins show|validate examples/quickstart)[^\n]*)\n(.*?)(?=^\$ |^```)",
+    re.S | re.M,
+)
+
+
+@pytest.mark.parametrize(
+    ("page", "command", "shown"),
+    [
+        pytest.param(page.name, command, shown, id=f"{page.name}: {command}")
+        for page in sorted(DOCS.glob("*.md"))
+        if page.name != "plugin-author-guide.md"  # its samples are of the plugin it writes
+        for command, shown in SAMPLES.findall(page.read_text())
+    ],
+)
+def test_sample_output_in_the_docs_is_the_real_output(monkeypatch, page, command, shown):
+    """`etl plugins show` and `etl validate` of the quickstart, as the docs print them, are
+    what the commands print now (built-in components only, as on a fresh install)."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    monkeypatch.setenv("ETL_LOAD_PLUGINS", "")
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(main, shlex.split(command)[1:])
+    assert result.output.rstrip("\n") == shown.rstrip("\n"), f"{page}: `{command}`"

@@ -752,7 +752,7 @@ def test_validate_accepts_every_transform_without_importing_python_functions(tmp
         """,
     )
     assert result.exit_code == 0, result.output
-    assert "valid (2 sources, 6 transforms, 1 sinks)" in result.output
+    assert "valid (2 sources, 6 transforms, 1 sink)" in result.output
 
 
 # --- the examples of docs/transforms.md ---------------------------------------------------

@@ -121,10 +121,9 @@ def validate(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets:
     if not click.get_current_context().find_root().params.get("quiet"):
         for name in bound.plan.unused:
             click.echo(f"warning: dataset {name!r} feeds no sink", err=True)
-    click.echo(
-        f"{pipeline}: valid ({len(spec.sources)} sources, {len(spec.transforms)} transforms, "
-        f"{len(spec.sinks)} sinks)"
-    )
+    counts = [(spec.sources, "source"), (spec.transforms, "transform"), (spec.sinks, "sink")]
+    shown = ", ".join(f"{len(d)} {word}{'' if len(d) == 1 else 's'}" for d, word in counts)
+    click.echo(f"{pipeline}: valid ({shown})")
 
 
 @main.command()
@@ -252,8 +251,13 @@ def plugins_show(ctx: click.Context, name: str) -> None:
     host = ctx.obj["host"]
     found = [kind for kind in KINDS if name in host.components(kind)]
     if not found:
+        import difflib
+
         known = sorted({n for kind in KINDS for n in host.components(kind)})
-        raise UnknownComponentError("component", name, known)
+        close = difflib.get_close_matches(name, known, n=1)
+        raise UnknownComponentError(
+            "component", name, known, f"did you mean {close[0]!r}?" if close else None
+        )
     click.echo("\n\n".join(describe_component(host, kind, name) for kind in found))
 
 

@@ -30,12 +30,26 @@ def type_name(annotation: Any) -> str:
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
+def _default_value(field: attrs.Attribute[Any]) -> Any:
+    """The field's default as a pipeline file would write it (plain YAML values)."""
+    from etl_core.config.convert import converter
+
+    value = field.default
+    if isinstance(value, attrs.Factory):  # type: ignore[arg-type]
+        value = value.factory()  # type: ignore[union-attr]
+    value = converter.unstructure(value)
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if v is not None}
+    return value
+
+
 def _default(field: attrs.Attribute[Any]) -> str:
+    import yaml
+
     if field.default is attrs.NOTHING:
         return "required"
-    if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-        return repr(field.default.factory())  # type: ignore[union-attr]
-    return repr(field.default)
+    text = yaml.safe_dump(_default_value(field), default_flow_style=True, width=1000)
+    return text.strip().removesuffix("...").strip()
 
 
 def _choices(field: attrs.Attribute[Any]) -> tuple[str, ...]:
@@ -54,6 +68,9 @@ def _example_value(field: attrs.Attribute[Any]) -> Any:
     return _PLACEHOLDERS.get(annotation, f"<{field.name}>")  # type: ignore[arg-type]
 
 
+#: options shown in an example block even though they have a default: where the data is
+_EXAMPLE_KEYS = ("connection", "bucket", "table", "topics", "path", "format")
+
 #: where a component of each kind goes in a pipeline file, and its core-owned wiring keys
 _PLACES: dict[str, tuple[str, dict[str, Any]]] = {
     "extractor": ("sources", {}),
@@ -68,7 +85,7 @@ def describe_component(host: PluginHost, kind: str, name: str) -> str:
 
     cls = host.component(kind, name)
     fields = attrs.fields(attrs.resolve_types(cls.Options))
-    doc = inspect.getdoc(cls) or ""
+    doc = (inspect.getdoc(cls) or "").replace("``", "`")
     lines = [
         f"{name} ({kind.replace('_', ' ')}, from {host.owner(kind, name)})",
         *(f"  {line}" for line in doc.splitlines()),
@@ -95,7 +112,13 @@ def describe_component(host: PluginHost, kind: str, name: str) -> str:
         )
     section, wiring = _PLACES.get(kind, ("", {}))
     type_key = "provider" if kind == "credential_provider" else "type"
-    required = {f.name: _example_value(f) for f in fields if f.default is attrs.NOTHING}
+    required = {
+        f.name: _example_value(f) if f.default is attrs.NOTHING else _default_value(f)
+        for f in fields
+        if f.default is attrs.NOTHING or f.name in _EXAMPLE_KEYS
+    }
+    if "table" in required and "query" in {f.name for f in fields}:
+        required["table"] = "<schema.table>"
     block = {type_key: name, **wiring, **required}
     example = {section: {f"my_{name}": block}} if section else block
     lines.append("  example:")

@@ -40,6 +40,12 @@ KNOWN_PACKAGES = {
     for name in ("postgres", "mysql", "kafka", "s3", "vault", "keyring", "prometheus", "cloudwatch")
 }
 
+#: what a user may write as a type when it is the `files` connector's format
+FILE_FORMATS = {
+    **{name: name for name in ("csv", "json", "jsonl", "parquet")},
+    **{"ndjson": "jsonl", "json_lines": "jsonl"},
+}
+
 
 @attrs.frozen
 class PluginInfo:
@@ -122,6 +128,8 @@ class PluginHost:
         hint = None
         if name in KNOWN_PACKAGES:
             hint = f"install it with: pip install {KNOWN_PACKAGES[name]}"
+        elif name.lower() in FILE_FORMATS and kind in ("extractor", "loader"):
+            hint = f"files are `type: files` with `format: {FILE_FORMATS[name.lower()]}`"
         else:
             close = difflib.get_close_matches(name, known, n=1)
             if close:
