@@ -252,10 +252,21 @@ def test_validate_refuses_misplaced_watermarks_and_unroutable_late_rows(tmp_path
 def test_a_watermark_on_a_column_that_is_not_a_timestamp_is_refused_before_the_stream(
     etl_run, etl_spark, tmp_path
 ):
+    """Declared in `read_schema`: `etl validate` refuses it. Made by a transform: Spark's
+    schema shows it, and `etl explain` and `etl run` refuse it before the query starts."""
     from etl_core.run.runner import explain
 
     spec = stream({"t": WINDOWS["tumbling"]}, ["t"])
     spec["sources"]["events"]["read_schema"] = "id BIGINT, ts STRING, k STRING, amount BIGINT"
+    with pytest.raises(ConfigError, match=r"watermark\.column: 'ts' is declared STRING"):
+        config.check(data=spec, base_dir=tmp_path, host=get_plugin_host())
+
+    spec = stream({"as_text": {"type": "select", "inputs": ["events"],
+                               "columns": ["k", "amount", "cast(ts AS STRING) AS at"],
+                               "watermark": {"column": "at", "delay": "1m"}},
+                   "t": {**WINDOWS["tumbling"], "inputs": ["as_text"],
+                         "time_window": {"column": "at", "duration": "10m"}}}, ["t"])  # fmt: skip
+    del spec["sources"]["events"]["watermark"]
     write_batch(tmp_path / "incoming", 0)
     host = get_plugin_host()
     bound = config.check(data=spec, base_dir=tmp_path, host=host)
@@ -263,8 +274,8 @@ def test_a_watermark_on_a_column_that_is_not_a_timestamp_is_refused_before_the_s
         with pytest.raises(ConfigError) as failure:
             attempt()
         (issue,) = failure.value.issues
-        assert issue.path == "sources.events.watermark.column", issue
-        assert "'ts' is a string, not a timestamp" in issue.message
+        assert issue.path == "transforms.as_text.watermark.column", issue
+        assert "'at' is a string, not a timestamp" in issue.message
     assert not (tmp_path / ".etl/checkpoints").exists()
 
 

@@ -119,6 +119,8 @@ def test_quarantine_counts_every_rule_exactly(etl_run, tmp_path):
         assert record["stage"] == "validate" and record["dataset"] == "orders"
         row = json.loads(record["row"])
         by_row.setdefault(row["id"], []).append(sorted(e["rule"] for e in record["errors"]))
+        if "not_null(amount)" in by_row[row["id"]][-1]:
+            assert row["amount"] is None  # the column that broke the rule, written as null
     # row 500 (position 499): null amount and a bad email, both listed in one record
     assert ["not_null(amount)", "regex(email)"] in by_row[500]
     # each record lists every rule the row broke, warnings included, and at least one error

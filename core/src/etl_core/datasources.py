@@ -81,6 +81,14 @@ def arrow_schema(schema: StructType) -> pa.Schema:
     return pa.schema([field.with_nullable(True) for field in arrow])
 
 
+def row_json(*columns: Column) -> Column:
+    """A row as a dead-letter record's ``row``: JSON of ``columns``, nulls included (the null
+    of a column is often why the row is there)."""
+    from pyspark.sql import functions as F
+
+    return F.to_json(F.struct(*columns), {"ignoreNullFields": "false"})
+
+
 def split_unreadable(
     ctx: Any,
     df: DataFrame,

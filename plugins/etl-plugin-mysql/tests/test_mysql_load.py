@@ -157,6 +157,16 @@ def test_missing_target_says_how_to_fix(mysql_db, mysql_run):
         mysql_run(copy_spec(mysql_db))
 
 
+def test_create_table_creates_the_database_it_needs(mysql_db, mysql_run):
+    orders(mysql_db, 2)
+    database = f"{mysql_db.name}_made"
+    try:
+        mysql_run(copy_spec(mysql_db, table=f"{database}.target", create_table=True))
+        assert mysql_db.rows(f"SELECT COUNT(*) FROM `{database}`.target") == [(2,)]
+    finally:
+        mysql_db.execute(f"DROP DATABASE IF EXISTS `{database}`")
+
+
 def test_upsert_key_must_be_unique_index(mysql_db, mysql_run):
     orders(mysql_db, 1)
     target(mysql_db)

@@ -138,6 +138,21 @@ def test_create_table_and_schema_drift(run, pg, pg_schema, pg_connection_block, 
     assert rows(pg, table) == [(1, "a", None), (2, "B", "x"), (3, "c", "y")]
 
 
+def test_create_table_creates_the_schema_it_needs(
+    run, pg, pg_schema, pg_connection_block, tmp_path
+):
+    schema = f"{pg_schema}_made"
+    out = sink(pg_schema, pg_connection_block, table=f"{schema}.t", mode="append")
+    try:
+        with pytest.raises(PermanentError, match=r"create_table: true.*creates the schema too"):
+            run({"src": csv_source(tmp_path, "id,v\n1,a\n", "id INT, v STRING")}, {"out": out})
+        run({"src": csv_source(tmp_path, "id,v\n1,a\n", "id INT, v STRING")},
+            {"out": {**out, "create_table": True}})  # fmt: skip
+        assert rows(pg, f"{schema}.t") == [(1, "a")]
+    finally:
+        pg.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 def test_incremental_reads_only_new_rows(run, pg, pg_schema, pg_connection_block, tmp_path):
     table = f"{pg_schema}.events"
     pg.execute(f"CREATE TABLE {table} (id int, updated_at timestamptz)")

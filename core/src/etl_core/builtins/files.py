@@ -27,7 +27,7 @@ from etl_core.api import (
     PermanentError,
     Staged,
 )
-from etl_core.options import one_of
+from etl_core.options import one_of, positive
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -57,6 +57,33 @@ def data_files(root: Path) -> Iterator[Path]:
             relative = (Path(dirpath) / filename).relative_to(root)
             if not manifests.hidden(relative.as_posix()):
                 yield relative
+
+
+def _drop_empty_parts(folder: Path, format: str, header: bool) -> None:
+    """Remove the part files that hold no row (a task with nothing to write still leaves a
+    file: 0 bytes, a CSV header, a Parquet footer). Parquet keeps one when all are empty: it
+    carries the schema."""
+    parts = sorted(folder / p for p in data_files(folder))
+    empty = [p for p in parts if _rows_in_part(p, format, header) == 0]
+    if format == "parquet" and len(empty) == len(parts):
+        empty = empty[1:]
+    for part in empty:
+        part.unlink()
+
+
+def _rows_in_part(part: Path, format: str, header: bool) -> int:
+    """0 for a part without rows; else a positive number (not always the exact count)."""
+    if format == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(part).num_rows
+    if part.stat().st_size == 0:
+        return 0
+    if format != "csv" or not header:
+        return 1
+    with part.open("rb") as f:  # the header line, then anything?
+        f.readline()
+        return 1 if f.read(1) else 0
 
 
 def manifest_files(root: Path) -> list[Path] | None:
@@ -296,6 +323,13 @@ class FilesSinkOptions:
     compression: str | None = None
     #: columns to partition the output by (``col=value/`` folders)
     partition_by: list[str] = attrs.field(factory=list)
+    #: at most this many files (per partition folder): the rows are coalesced into as many
+    #: tasks before writing, so fewer tasks write
+    max_files: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    #: at most this many rows per file (Spark's ``maxRecordsPerFile``)
+    target_file_rows: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(positive)
+    )
     options: dict[str, str] = attrs.field(factory=dict)
 
 
@@ -321,10 +355,16 @@ class FilesLoader(Loader):
         writer_options = _reader_options(options.format, options.header, ",", options.options)
         if options.compression:
             writer_options["compression"] = options.compression
+        if options.target_file_rows:
+            writer_options["maxRecordsPerFile"] = str(options.target_file_rows)
+        if options.max_files:
+            df = df.coalesce(options.max_files)
         writer = df.write.format(_spark_format(options.format)).options(**writer_options)
         if options.partition_by:
             writer = writer.partitionBy(*options.partition_by)
         writer.save(str(staging))
+        # (a compressed CSV part's header cannot be told from rows without reading it)
+        _drop_empty_parts(staging, options.format, options.header and not options.compression)
         if options.format == "jsonl":  # Spark names JSON lines files .json
             for part in data_files(staging):
                 if ".json" in part.name:

@@ -25,7 +25,7 @@ from etl_core.config.model import (
     TransformSpec,
 )
 from etl_core.config.plan import build_plan
-from etl_core.config.schema import schema_problem
+from etl_core.config.schema import schema_problem, split_ddl
 from etl_core.config.secrets import guard_secrets, secret_refs
 from etl_core.config.validation import bind_validation
 from etl_core.errors import ConfigIssue, UnknownComponentError, raise_if_any
@@ -321,6 +321,16 @@ def _check_streaming(
             )
 
 
+def _declared_type(block: Any, column: str) -> str | None:
+    """The type a source's ``read_schema`` declares for ``column``, if it declares one."""
+    schema = getattr(block, "read_schema", None)
+    if schema_problem(schema) is not None or schema is None:
+        return None
+    if isinstance(schema, str):
+        return next((c.type for c in split_ddl(schema) if c.name == column), None)
+    return next((str(c.get("type")) for c in schema if c.get("name") == column), None)
+
+
 def _check_targets(
     spec: PipelineSpec, sinks: Mapping[str, Bound], issues: list[ConfigIssue]
 ) -> None:
@@ -371,7 +381,18 @@ def _check_event_time(
                         "move it to the streamed source or a transform that reads it",
                     )
                 )
-            elif block.watermark.late == "dead_letter" and spec.errors.dead_letter is None:
+            elif (
+                kind := _declared_type(block, block.watermark.column)
+            ) and not kind.upper().startswith("TIMESTAMP"):
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.column",
+                        f"{block.watermark.column!r} is declared {kind}, not a timestamp: event "
+                        "time must be a timestamp",
+                        "declare it TIMESTAMP in `read_schema`",
+                    )
+                )
+            if block.watermark.late == "dead_letter" and spec.errors.dead_letter is None:
                 issues.append(
                     ConfigIssue(
                         f"{path}.late",

@@ -11,6 +11,7 @@ import attrs
 
 from etl_core.api import RuleResult, StageMetrics, Validation, ValidationFailed
 from etl_core.config.model import BoundPipeline, BoundRule, BoundValidation
+from etl_core.datasources import row_json
 from etl_core.errors import ConfigError, ConfigIssue, short_error
 from etl_core.run.live import observed
 
@@ -119,7 +120,7 @@ class QualityGate:
             lambda reason: reason.isNotNull(),
         )
         quarantined = flagged.filter(broken).select(
-            reasons.alias("errors"), F.to_json(F.struct(*columns)).alias("row")
+            reasons.alias("errors"), row_json(*columns).alias("row")
         )
         self.run.route_dead_letters("validate", dataset, "quality", quarantined)
         flags = [c for c in flagged.columns if c.startswith("_etl_rule_")]

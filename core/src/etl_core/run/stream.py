@@ -34,6 +34,7 @@ from etl_core.api import Context, MicroBatchMetrics, RunMetrics
 from etl_core.config import streams
 from etl_core.config.model import Bound, BoundPipeline, WatermarkSpec
 from etl_core.config.schema import schema_ddl
+from etl_core.datasources import row_json
 from etl_core.errors import ConfigError, ConfigIssue, RunFailed, TransientError, short_error
 from etl_core.run import faults
 from etl_core.run.locks import run_key, runs_folder
@@ -327,9 +328,7 @@ class StreamFeed:
         )
         records = rows.where(late).select(
             F.array(reason).alias("errors"),
-            F.to_json(
-                F.struct(*[F.col(f"`{c}`") for c in rows.columns]), {"ignoreNullFields": "false"}
-            ).alias("row"),
+            row_json(*[F.col(f"`{c}`") for c in rows.columns]).alias("row"),
         )
         live.route_dead_letters("transform", item.name, item.component.name, records)
 

@@ -286,10 +286,13 @@ class MySQLLoader(Loader):
             if existing is None and not options.create_table:
                 raise PermanentError(
                     f"{what}: table {options.table} does not exist in {endpoint.where}; create "
-                    "it, or set `create_table: true` on the sink"
+                    "it, or set `create_table: true` on the sink (it creates the database too)"
                 )
             with conn.cursor() as cursor:
                 if existing is None:
+                    if "." in options.table:  # `database.table`: the database first
+                        database = options.table.rsplit(".", 1)[0]
+                        cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote_name(database)}")
                     cursor.execute(_create_ddl(target, fields, list(ctx.key)))
                     existing = [name for name, _ in fields]
                 lower = {c.lower() for c in existing}

@@ -345,8 +345,11 @@ class PostgresLoader(Loader):
                 if not options.create_table:
                     raise PermanentError(
                         f"{what}: table {options.table} does not exist at {info.where()}; "
-                        "create it, or set `create_table: true` on the sink"
+                        "create it, or set `create_table: true` on the sink (it creates the "
+                        "schema too)"
                     )
+                # the staging table lives in the target's schema: create that first
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
                 columns = ", ".join(
                     f"{ident(f.name)} {pg_type_of_spark(f.dataType)}" for f in df.schema.fields
                 )

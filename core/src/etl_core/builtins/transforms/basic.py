@@ -9,6 +9,7 @@ import attrs
 
 from etl_core.api import Context, Transformer
 from etl_core.builtins.transforms.checks import column_list_problems
+from etl_core.datasources import row_json
 from etl_core.errors import ConfigError
 from etl_core.options import one_of
 
@@ -147,7 +148,7 @@ class SelectTransform(Transformer):
         (df,) = inputs.values()
         routed = bool(options.cast) and ctx.dead_letter_sink
         if routed:  # the input row as JSON, for the dead letters (pruned where unused)
-            row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
+            row = row_json(*[F.col(f"`{c}`") for c in df.columns])
             df = df.withColumn(_INPUT_ROW, row)
         if options.columns:
             extra = [F.col(_INPUT_ROW).alias(_INPUT_ROW + "_")] if routed else []
