@@ -232,12 +232,22 @@ def test_declared_not_null_is_checked_row_by_row(etl_run, tmp_path):
     assert result.failed_rows == 2  # rows 250 and 500
 
 
-def test_rule_on_a_missing_column_is_raised_before_any_job(etl_run, tmp_path):
+def test_rule_on_a_missing_column_is_raised_before_any_job(etl_run, etl_spark, tmp_path):
+    from etl_core import config
+    from etl_core.plugins import get_plugin_host
+    from etl_core.run.runner import explain
+
     write(tmp_path, planted()[:5])
     with pytest.raises(ConfigError) as failure:
         etl_run(pipeline([{"not_null": "nope"}]))
     assert failure.value.path == "validate.orders.rules[0]"
     assert not (tmp_path / "out").exists()
+    host = get_plugin_host()
+    bound = config.check(data=pipeline([{"not_null": "amont"}]), base_dir=tmp_path, host=host)
+    with pytest.raises(ConfigError) as failure:  # `etl explain` says it too, with a fix
+        explain(bound, host, etl_spark)
+    (issue,) = failure.value.issues
+    assert issue.path == "validate.orders.rules[0]" and "did you mean 'amount'?" in str(issue)
 
 
 def test_report_file_holds_the_quality_results(tmp_path, etl_spark):
