@@ -35,6 +35,12 @@ def test_quickstart_runs_and_reports_counts(quickstart: Path):
     assert "orders               extract    100" in result.stdout
     assert "paid_orders_parquet  load       52" in result.stdout
     assert "Traceback" not in result.output
+    # the report the docs show is this one, line for line (but the run id and the time)
+    report = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+    for page in ("getting-started.md", "user-guide.md", "cli.md"):
+        text = (QUICKSTART.parents[1] / "docs" / page).read_text()
+        shown = text.split("of quickstart: succeeded in", 1)[1].split("```", 1)[0]
+        assert [line for line in shown.splitlines() if line.startswith("  ")] == report, page
 
 
 def test_rerun_overwrites_instead_of_duplicating(quickstart: Path):

@@ -422,7 +422,7 @@ def test_links_between_the_docs_resolve(page: Path) -> None:
 
 #: console blocks whose command needs no data: their output is compared with a real run
 SAMPLES = re.compile(
-    r"^\$ (etl (?:plugins show|validate examples/quickstart)[^\n]*)\n(.*?)(?=^\$ |^```)",
+    r"^\$ (etl (?:plugins$|plugins show|validate examples/quickstart)[^\n]*)\n(.*?)(?=^\$ |^```)",
     re.S | re.M,
 )
 
@@ -447,3 +447,36 @@ def test_sample_output_in_the_docs_is_the_real_output(monkeypatch, page, command
     monkeypatch.chdir(ROOT)
     result = CliRunner().invoke(main, shlex.split(command)[1:])
     assert result.output.rstrip("\n") == shown.rstrip("\n"), f"{page}: `{command}`"
+
+
+# --- every pipeline in the docs is valid ------------------------------------------------------
+
+YAML_BLOCK = re.compile(r"^```yaml( fragment)?\n(.*?)^```", re.M | re.S)
+
+
+def yaml_blocks() -> list[Any]:
+    return [
+        pytest.param(
+            page, code, id=f"{page.name}:{page.read_text()[: m.start()].count(chr(10)) + 1}"
+        )
+        for page in sorted(DOCS.glob("*.md"))
+        for m in YAML_BLOCK.finditer(page.read_text())
+        if not m.group(1)
+        for code in [m.group(2)]
+    ]
+
+
+@pytest.mark.parametrize(("page", "code"), yaml_blocks())
+def test_every_pipeline_block_of_the_docs_passes_validate(monkeypatch, tmp_path, page, code):
+    """A ```yaml block is a whole pipeline that `etl validate` accepts, unless its fence says
+    ```yaml fragment (a part of a file, or a mistake shown on purpose). Variables it names
+    are set to a placeholder; installed plugins count (the dev environment has them all)."""
+    from etl_core.config.load import yaml_value
+
+    for name in re.findall(r"\$\{(\w+)", code):
+        monkeypatch.setenv(name, "placeholder")
+    data = yaml_value(code, f"{page.name}")
+    assert isinstance(data, dict) and {"name", "sources", "sinks"} <= set(data), (
+        "a whole pipeline (name, sources, sinks), or mark the block ```yaml fragment"
+    )
+    config.check(data=data, base_dir=tmp_path, host=get_plugin_host())

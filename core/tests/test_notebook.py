@@ -181,7 +181,7 @@ def test_report_text_is_the_cli_report_and_html_is_escaped():
     assert "a&amp;b" in html and "&lt;out&gt;" in html
     assert "boom: &quot;x&quot; &lt; 1 &amp; y &gt; 2" in html
     assert "<td style='text-align:right'>3</td>" in html
-    assert "<td style='text-align:right'>-</td>" in html
+    assert "<td style='text-align:right'>unknown</td>" in html  # a failed run's missing count
     assert report.rows("a&b") == 3 and report.rows("out", "load") is None
     with pytest.raises(KeyError, match="no dataset 'zzz'"):
         report.rows("zzz")

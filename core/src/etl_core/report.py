@@ -9,10 +9,19 @@ from html import escape
 
 from etl_core.api import RunMetrics
 
+#: what the report says of a dataset whose rows were not counted (each count costs a pass-
+#: through node in Spark's plan: sources and sinks' inputs are counted unless
+#: ``engine.count_every_dataset``)
+NOT_COUNTED = "not counted"
+
 
 def _rows(metrics: RunMetrics) -> list[tuple[str, str, str]]:
+    """Rows per dataset and stage; without a count, why: not counted, or the run ended first."""
+    done = metrics.status in ("succeeded", "stopped")
+    missing = NOT_COUNTED if done else "unknown"
     return [
-        (s.dataset, s.stage, "-" if s.rows_out is None else str(s.rows_out)) for s in metrics.stages
+        (s.dataset, s.stage, missing if s.rows_out is None else str(s.rows_out))
+        for s in metrics.stages
     ]
 
 
