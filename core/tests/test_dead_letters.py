@@ -270,3 +270,28 @@ def test_replay_refuses_records_of_another_stage_choice(tmp_path):
         main, ["dlq", "replay", str(tmp_path), "--pipeline", "p.yaml", "--from-stage", "load"]
     )
     assert result.exit_code == 2
+
+
+def test_a_source_with_no_readable_record_fails_and_an_overwrite_keeps_the_old_data(
+    etl_run, tmp_path
+):
+    """A csv source pointed at a zip file: every line malformed. Without an error budget the
+    run fails before publishing, so the overwrite keeps what the target held; with
+    `max_bad_ratio: 1` the user says such a run may publish."""
+    import zipfile
+
+    write_orders(tmp_path, 3)
+    spec = pipeline()
+    spec["sinks"]["out"]["mode"] = "overwrite"
+    etl_run(spec)
+    assert pq.read_table(tmp_path / "out").num_rows == 3
+    with zipfile.ZipFile(tmp_path / "orders.zip", "w") as archive:
+        archive.writestr("orders.csv", "id,amount\n" + "1,10\n" * 50)
+    spec["sources"]["orders"]["path"] = "orders.zip"
+    with pytest.raises(RunFailed, match=r"sources\.orders: every record \(\d+\) went to the dead"):
+        etl_run(spec)
+    assert pq.read_table(tmp_path / "out").num_rows == 3  # the previous content, untouched
+    spec["errors"]["max_bad_ratio"] = 1
+    metrics = etl_run(spec)
+    assert metrics.stage("orders", "extract").rows_out == 0
+    assert pq.read_table(tmp_path / "out").num_rows == 0

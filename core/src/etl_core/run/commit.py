@@ -67,6 +67,17 @@ def _check_budget(live: LiveRun) -> None:
     errors = live.spec.errors
     rejecting = [m for m in live.metrics.stages if m.dead_lettered]
     problems = []
+    if errors.max_bad_rows is None and errors.max_bad_ratio is None and not live.micro_batch:
+        # no budget: a source that yields no good row while dead-lettering some fails the
+        # run (an overwrite must never replace the data with nothing because every input row
+        # was unreadable; a stream's batches only append)
+        problems += [
+            f"sources.{m.dataset}: every record ({m.dead_lettered}) went to the dead letters, "
+            "no row was read; check its path, format and read_schema (to publish such a run "
+            "anyway, set errors.max_bad_ratio: 1)"
+            for m in rejecting
+            if m.stage == "extract" and m.rows_out == 0 and m.dataset in live.spec.sources
+        ]
     total = sum(m.dead_lettered for m in rejecting)
     if errors.max_bad_rows is not None and total > errors.max_bad_rows:
         where = ", ".join(f"{m.dataset} ({m.stage}) {m.dead_lettered}" for m in rejecting)
