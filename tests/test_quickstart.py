@@ -17,13 +17,14 @@ QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
 
 @pytest.fixture
 def quickstart(tmp_path: Path, etl_spark) -> Path:
-    target = tmp_path / "quickstart"
+    target = tmp_path / "examples" / "quickstart"
     shutil.copytree(QUICKSTART, target, ignore=shutil.ignore_patterns("output", ".etl"))
     return target / "pipeline.yaml"
 
 
-def test_quickstart_runs_and_reports_counts(quickstart: Path):
-    result = CliRunner().invoke(main, ["run", str(quickstart)])
+def test_quickstart_runs_and_reports_counts(quickstart: Path, monkeypatch):
+    monkeypatch.chdir(quickstart.parents[2])  # as the docs run it: from the repository's root
+    result = CliRunner().invoke(main, ["run", "examples/quickstart/pipeline.yaml"])
     assert result.exit_code == 0, result.output
     table = pq.read_table(quickstart.parent / "output" / "paid_orders")
     assert table.num_rows == 52
@@ -33,7 +34,9 @@ def test_quickstart_runs_and_reports_counts(quickstart: Path):
         assert line in result.stdout
     assert "users                extract    20" in result.stdout
     assert "orders               extract    100" in result.stdout
-    assert "paid_orders_parquet  load       52" in result.stdout
+    assert "paid_orders_parquet  load       52  → path examples/quickstart/output/paid_orders" in (
+        result.stdout
+    )
     assert "Traceback" not in result.output
     # the report the docs show is this one, line for line (but the run id and the time)
     report = [line for line in result.stdout.splitlines() if line.startswith("  ")]

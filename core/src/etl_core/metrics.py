@@ -51,6 +51,8 @@ class StageMetrics:
     dead_lettered: int = 0
     bytes: int | None = None
     duration_s: float | None = None
+    #: load stages: where the rows went (``path …``, ``table …``, ``bucket … prefix …``)
+    target: str | None = None
 
 
 @attrs.define

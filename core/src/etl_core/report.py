@@ -16,11 +16,17 @@ NOT_COUNTED = "not counted"
 
 
 def _rows(metrics: RunMetrics) -> list[tuple[str, str, str]]:
-    """Rows per dataset and stage; without a count, why: not counted, or the run ended first."""
+    """Rows per dataset and stage; without a count, why: not counted, or the run ended first.
+    A load says where the rows went."""
     done = metrics.status in ("succeeded", "stopped")
     missing = NOT_COUNTED if done else "unknown"
     return [
-        (s.dataset, s.stage, missing if s.rows_out is None else str(s.rows_out))
+        (
+            s.dataset,
+            s.stage,
+            (missing if s.rows_out is None else str(s.rows_out))
+            + (f"  → {s.target}" if s.target else ""),
+        )
         for s in metrics.stages
     ]
 

@@ -4,6 +4,7 @@ concern. Every issue is collected before raising."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -331,6 +332,30 @@ def _declared_type(block: Any, column: str) -> str | None:
     return next((str(c.get("type")) for c in schema if c.get("name") == column), None)
 
 
+def sink_target(item: Bound, base_dir: Path) -> dict[str, Any]:
+    """Where a sink writes, from its options (:data:`TARGET_OPTIONS` it has): a `files`
+    path resolved against ``base_dir``. Empty when its options name none."""
+    where = {
+        key: getattr(item.options, key)
+        for key in TARGET_OPTIONS
+        if getattr(item.options, key, None) not in (None, "")
+    }
+    if item.component.name == "files" and isinstance(where.get("path"), str):
+        where["path"] = str((base_dir / Path(where["path"]).expanduser()).resolve())
+    return where
+
+
+def describe_target(where: Mapping[str, Any]) -> str:
+    """``sink_target`` for people: ``path out/x`` (relative to the working directory when
+    under it), ``bucket b, prefix p``, ``table s.t``."""
+    shown = dict(where)
+    path = shown.get("path")
+    if isinstance(path, str) and Path(path).is_absolute():
+        with contextlib.suppress(ValueError):
+            shown["path"] = str(Path(path).relative_to(Path.cwd()))
+    return ", ".join(f"{k} {v}" for k, v in shown.items() if k != "connection")
+
+
 def _check_targets(
     spec: PipelineSpec, sinks: Mapping[str, Bound], issues: list[ConfigIssue]
 ) -> None:
@@ -338,23 +363,16 @@ def _check_targets(
     other's (files and s3 publish a folder's manifest; tables take one ledger row a sink)."""
     seen: dict[tuple[Any, ...], str] = {}
     for name, item in sinks.items():
-        where = {
-            key: getattr(item.options, key)
-            for key in TARGET_OPTIONS
-            if getattr(item.options, key, None) not in (None, "")
-        }
+        where = sink_target(item, spec.base_dir)
         if not where:
             continue
-        if item.component.name == "files" and isinstance(where.get("path"), str):
-            where["path"] = str((spec.base_dir / Path(where["path"]).expanduser()).resolve())
         key = (item.component.name, *(str(v) for v in where.values()))
         if key in seen:
-            shown = ", ".join(f"{k} {v}" for k, v in where.items() if k != "connection")
             issues.append(
                 ConfigIssue(
                     item.path,
-                    f"it writes the same target as sinks.{seen[key]} ({shown}): one sink's "
-                    "publish would replace or hide the other's",
+                    f"it writes the same target as sinks.{seen[key]} ({describe_target(where)}): "
+                    "one sink's publish would replace or hide the other's",
                     "give each sink its own target, or write one dataset (a `union`)",
                 )
             )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from etl_core.api import DEAD_LETTER_DDL, Loader, Rejected, Staged, StageMetrics
+from etl_core.config.bind import describe_target, sink_target
 from etl_core.config.model import Bound, SinkSpec
 from etl_core.errors import (
     EtlError,
@@ -162,7 +163,8 @@ def stage_all(live: LiveRun, only: Collection[str] | None = None) -> None:
         item = live.bound.sinks[name]
         # A sink writes every row of its input: its count is the input's, observed already
         # (another observe here would cost a codegen break over every row).
-        loads = StageMetrics(dataset=name, stage="load", component=item.component.name)
+        target = describe_target(sink_target(item, live.spec.base_dir)) or None
+        loads = StageMetrics(name, "load", item.component.name, target=target)
         live.metrics.stages.append(loads)
         source = live.spec.sinks[name].input
         options = live.secrets.options_for(item)
