@@ -121,8 +121,9 @@ def validate(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets:
     if not click.get_current_context().find_root().params.get("quiet"):
         for name in bound.plan.unused:
             click.echo(f"warning: dataset {name!r} feeds no sink", err=True)
-    counts = [(spec.sources, "source"), (spec.transforms, "transform"), (spec.sinks, "sink")]
-    shown = ", ".join(f"{len(d)} {word}{'' if len(d) == 1 else 's'}" for d, word in counts)
+    counts = [(len(spec.sources), "source"), (len(spec.transforms), "transform")]
+    counts.append((len(spec.sinks), "sink"))
+    shown = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts)
     click.echo(f"{pipeline}: valid ({shown})")
 
 

@@ -81,7 +81,7 @@ def arrow_schema(schema: StructType) -> pa.Schema:
     return pa.schema([field.with_nullable(True) for field in arrow])
 
 
-def row_json(*columns: Column) -> Column:
+def row_json(*columns: str | Column) -> Column:
     """A row as a dead-letter record's ``row``: JSON of ``columns``, nulls included (the null
     of a column is often why the row is there)."""
     from pyspark.sql import functions as F

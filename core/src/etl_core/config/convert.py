@@ -182,7 +182,7 @@ def structure(
     core-owned keys of a component block), offered in "did you mean" suggestions.
     """
     try:
-        value = converter.structure(data, cls)
+        value: Any = converter.structure(data, cls)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a located issue
         return None, list(issues_from(exc, path, also_known))
     blank = list(_blank_required(value, path))

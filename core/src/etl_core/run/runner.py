@@ -219,7 +219,7 @@ def run(
     progress: Progress | None = None,
     control: RunControl | None = None,
     span_exporter: Any = None,
-    feed: Replay | None = None,
+    feed: Replay | stream.StreamFeed | None = None,
     secrets: Secrets | None = None,
     start_over: bool = False,
 ) -> RunMetrics:
@@ -323,6 +323,7 @@ def _run_stream(
         # built anew at each start of the query (with the credentials of the moment); what
         # only Spark's plans show is refused before the query starts
         with _inspection(bound, host, spark, secrets) as live:
+            assert live.stream_rows is not None
             return live.stream_rows
 
     secrets = Secrets(bound, host)
@@ -356,7 +357,7 @@ def _observers(
     return observers
 
 
-def _commit(live: LiveRun, feed: Replay | None) -> None:
+def _commit(live: LiveRun, feed: Replay | stream.StreamFeed | None) -> None:
     """Build, then the commit protocol: stage, check, publish; a pipeline that reads
     incrementally holds its bookmarks in the state store from load to save."""
     if not any(source.incremental for source in live.spec.sources.values()):
@@ -366,7 +367,7 @@ def _commit(live: LiveRun, feed: Replay | None) -> None:
         return _stage_check_publish(live, feed)
 
 
-def _stage_check_publish(live: LiveRun, feed: Replay | None) -> None:
+def _stage_check_publish(live: LiveRun, feed: Replay | stream.StreamFeed | None) -> None:
     _load_bookmarks(live)
     gate = QualityGate(live)
     build(live, gate.validate, feed)
