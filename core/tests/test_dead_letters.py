@@ -285,7 +285,7 @@ def test_a_source_with_no_readable_record_fails_and_an_overwrite_keeps_the_old_d
     spec["sinks"]["out"]["mode"] = "overwrite"
     etl_run(spec)
     assert pq.read_table(tmp_path / "out").num_rows == 3
-    with zipfile.ZipFile(tmp_path / "orders.zip", "w") as archive:
+    with zipfile.ZipFile(tmp_path / "orders.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("orders.csv", "id,amount\n" + "1,10\n" * 50)
     spec["sources"]["orders"]["path"] = "orders.zip"
     with pytest.raises(RunFailed, match=r"sources\.orders: every record \(\d+\) went to the dead"):
