@@ -134,6 +134,8 @@ SECOND_SINK = "path: out/}\n  out2: {type: files, input: orders, path: ./out}"
         (("DECIMAL(10,2)", "DECIMAL(10,2"), ["sources.orders.read_schema: unbalanced brackets"]),
         (("id BIGINT", "id BIGNT"), ["'BIGNT' is not a Spark SQL type (did you mean BIGINT?)"]),
         (("name: demo", 'name: "demo\\n"'), ["is not a valid pipeline name"]),
+        (("type: files, format: csv, path: data/users.csv", "type: csv, path: data/users.csv"),
+         ["unknown extractor type 'csv'", "files are `type: files` with `format: csv`"]),
         (("sinks:", f"validate:\n{QUARANTINE}\nsinks:"),
          ["validate.orders.on_failure", "there is no dead-letter sink"]),
         (("sinks:", f"validate:\n{PY_REGEX}\nsinks:"),
@@ -141,7 +143,7 @@ SECOND_SINK = "path: out/}\n  out2: {type: files, input: orders, path: ./out}"
     ],
     ids=[
         "inputs a string", "two sinks one folder", "blank path", "bad DDL", "unknown type",
-        "name with newline", "quarantine without dead letters", "python regex",
+        "name with newline", "csv as a type", "quarantine without dead letters", "python regex",
     ],
 )  # fmt: skip
 def test_pipelines_that_cannot_work_are_refused(tmp_path, change, fragments):

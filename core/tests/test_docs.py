@@ -480,3 +480,11 @@ def test_every_pipeline_block_of_the_docs_passes_validate(monkeypatch, tmp_path,
         "a whole pipeline (name, sources, sinks), or mark the block ```yaml fragment"
     )
     config.check(data=data, base_dir=tmp_path, host=get_plugin_host())
+
+
+def test_the_docs_cite_no_file_outside_the_repository_and_run_python3():
+    """`DESIGN.md` is not in the repository; `python` may not exist where `python3` does."""
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text()
+        assert "DESIGN §" not in text, page.name
+        assert not re.search(r"^\$ python ", text, re.M), page.name
