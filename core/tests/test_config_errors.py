@@ -407,7 +407,7 @@ sources:
         VALID,
         ("--set", "sources.orders.path"),
         "--set sources.orders.path",
-        ["expected PATH=VALUE", "e.g. --set sources.orders.partitions=4"],
+        ["expected PATH=VALUE", "e.g. --set sources.orders.path=data/orders.csv"],
     ),
     (
         "--set through a scalar",

@@ -84,7 +84,7 @@ _set_option = click.option(
     "overrides",
     multiple=True,
     metavar="PATH=VALUE",
-    help="Override a config value, e.g. --set sources.orders.partitions=4 (repeatable).",
+    help="Override a config value, e.g. --set sources.orders.path=data/2024.csv (repeatable).",
 )
 _pipeline_argument = click.argument("pipeline", type=click.Path(dir_okay=False))
 _plaintext_option = click.option(

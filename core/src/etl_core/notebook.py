@@ -141,7 +141,7 @@ class Pipeline:
         host: PluginHost | None = None,
     ) -> Pipeline:
         """A pipeline file (YAML, JSON or TOML), with ``--set``-style ``overrides``
-        (``["sources.orders.partitions=4"]``). The file is read again on every call."""
+        (``["sources.orders.path=data/2024.csv"]``). The file is read again on every call."""
         self = cls(
             {}, overrides=overrides, allow_plaintext_secrets=allow_plaintext_secrets, host=host
         )

@@ -243,7 +243,9 @@ def apply_overrides(raw: Any, overrides: Sequence[str]) -> list[ConfigIssue]:
         if not sep or not keys:
             issues.append(
                 ConfigIssue(
-                    f"--set {item}", "expected PATH=VALUE", "e.g. --set sources.orders.partitions=4"
+                    f"--set {item}",
+                    "expected PATH=VALUE",
+                    "e.g. --set sources.orders.path=data/orders.csv",
                 )
             )
             continue
