@@ -156,8 +156,9 @@ def test_explain_prints_the_dag_and_plans(tmp_path):
     (tmp_path / "p.yaml").write_text(json.dumps(pipeline))
     result = CliRunner().invoke(main, ["explain", str(tmp_path / "p.yaml")])
     assert result.exit_code == 0, result.output
-    assert "└── out (sink: files)" in result.stdout
+    assert f"└── out (sink: files) → path {(tmp_path / 'out').resolve()}" in result.stdout
     assert "    └── only (transform: filter)" in result.stdout
+    assert "== users ==\nreads: path " in result.stdout  # what each source reads
     assert "        └── users (source: files)" in result.stdout
     assert "== only ==" in result.stdout and "Filter" in result.stdout
     assert not (tmp_path / "out").exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from etl_core.api import Context, MicroBatchMetrics, RunMetrics
+from etl_core.config.bind import describe_target, sink_target
 from etl_core.config.model import BoundPipeline
 from etl_core.errors import ConfigError, EtlError, RunFailed, short_error
 from etl_core.run import commit, faults, stream
@@ -172,8 +173,37 @@ def explain(bound: BoundPipeline, host: PluginHost, spark: SparkSession | None =
                     print(plan.treeString())
                 else:
                     df.explain(extended=False)
-            parts += [f"== {name} ==", buffer.getvalue().strip(), ""]
+            parts.append(f"== {name} ==")
+            if name in bound.sources:
+                parts.append(source_summary(bound.sources[name], live.bookmarks.get(name)))
+            parts += [buffer.getvalue().strip(), ""]
         return live.secrets.redact("\n".join(parts))
+
+
+#: the options that say what a source reads and how it splits the work
+READ_OPTIONS = ("table", "query", "path", "format", "topics", "pattern", "bucket", "prefix")
+SPLIT_OPTIONS = ("partition_column", "partitions", "records_per_split", "max_records_per_batch")
+
+
+def source_summary(item: Any, bookmark: Any) -> str:
+    """What a source reads, how it splits the reading, and from where an incremental read
+    starts: ``reads: table shop.orders; partition_column id, partitions 4; incremental
+    {column: updated_at} after 2024-06-01 …`` (from its options, without Spark)."""
+
+    def given(keys: tuple[str, ...]) -> str:
+        found = [(k, getattr(item.options, k, None)) for k in keys]
+        return ", ".join(f"{k} {' '.join(str(v).split())[:80]}" for k, v in found if v)
+
+    parts = [f"reads: {given(READ_OPTIONS) or item.component.name}"]
+    if given(SPLIT_OPTIONS):
+        parts.append(given(SPLIT_OPTIONS))
+    incremental = item.block.incremental
+    if incremental is not None:
+        since = (
+            "from the start (no bookmark yet)" if bookmark is None else f"after {bookmark!s:.120}"
+        )
+        parts.append(f"incremental {incremental} {since}")
+    return "; ".join(parts)
 
 
 def dag_tree(bound: BoundPipeline) -> str:
@@ -186,7 +216,11 @@ def dag_tree(bound: BoundPipeline) -> str:
         item = {**bound.sources, **bound.transforms, **bound.sinks}.get(name)
         kind = item.component.name if item else "?"
         unused = "  (feeds no sink)" if name in plan.unused else ""
-        return f"{name} ({node.kind}: {kind}){unused}"
+        target = ""
+        if name in bound.sinks:
+            where = describe_target(sink_target(bound.sinks[name], bound.spec.base_dir))
+            target = f" → {where}" if where else ""
+        return f"{name} ({node.kind}: {kind}){target}{unused}"
 
     def walk(name: str, prefix: str, last: bool) -> None:
         lines.append(f"{prefix}{'└── ' if last else '├── '}{label(name)}")
