@@ -237,6 +237,9 @@ class WindowTransform(Transformer):
         at or before the watermark (Spark drops it from each closed window)."""
         from pyspark.sql import functions as F
 
+        timed = options.time_window or options.session_window
+        if timed is None or timed.column != column:
+            return None  # windows on another column carry no watermark: none is late
         micros = F.unix_micros(F.col(column))
         if options.session_window is not None:  # a row alone is a session of `gap`
             end = micros + _microseconds(options.session_window.gap)
