@@ -23,19 +23,11 @@ class SchemaColumn:
 def split_ddl(ddl: str) -> list[SchemaColumn]:
     """``"id BIGINT NOT NULL, tags ARRAY<STRING>"`` → columns, without Spark (names only
     need to be right for ``etl validate``; types are compared by Spark at run time)."""
-    parts, depth, current = [], 0, ""
-    for char in ddl:
-        depth += (char in "<(" and 1) or (char in ">)" and -1) or 0
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    if depth != 0:
+    opened = sum(ddl.count(c) for c in "<(") - sum(ddl.count(c) for c in ">)")
+    if opened != 0:
         raise ValueError(f"unbalanced brackets in {ddl!r}: each `(` and `<` needs its `)` or `>`")
     columns = []
-    for part in (p.strip() for p in parts if p.strip()):
+    for part in (p.strip() for p in _top_level(ddl) if p.strip()):
         match = re.match(r"^(`[^`]+`|\S+)\s+(.+?)(\s+NOT\s+NULL)?$", part, re.IGNORECASE | re.S)
         if not match:
             raise ValueError(f"cannot read column definition {part!r}; write `name TYPE`")
