@@ -81,6 +81,18 @@ def arrow_schema(schema: StructType) -> pa.Schema:
     return pa.schema([field.with_nullable(True) for field in arrow])
 
 
+def dead_letter_errors(rule: str, message: str | Column) -> Column:
+    """A dead-letter record's ``errors``: one error of ``rule``, with ``message`` (text, or a
+    column), severity ``error``."""
+    from pyspark.sql import functions as F
+
+    text = F.lit(message) if isinstance(message, str) else message
+    error = F.struct(
+        F.lit(rule).alias("rule"), text.alias("message"), F.lit("error").alias("severity")
+    )
+    return F.array(error).alias("errors")
+
+
 def row_json(*columns: str | Column) -> Column:
     """A row as a dead-letter record's ``row``: JSON of ``columns``, nulls included (the null
     of a column is often why the row is there)."""
@@ -111,12 +123,8 @@ def split_unreadable(
         return F.col(value) if isinstance(value, str) else value
 
     df = ctx.persist(df)
-    text = F.lit(message) if isinstance(message, str) else message
-    error = F.struct(
-        F.lit(rule).alias("rule"), text.alias("message"), F.lit("error").alias("severity")
-    )
     bad = df.filter(F.col(marker).isNotNull()).select(
-        F.array(error).alias("errors"),
+        dead_letter_errors(rule, message),
         column(marker if row is None else row).alias("row"),
         column(position).alias("source_position"),
     )

@@ -34,7 +34,7 @@ from etl_core.api import Context, MicroBatchMetrics, RunMetrics
 from etl_core.config import streams
 from etl_core.config.model import Bound, BoundPipeline, WatermarkSpec
 from etl_core.config.schema import schema_ddl
-from etl_core.datasources import row_json
+from etl_core.datasources import dead_letter_errors, row_json
 from etl_core.errors import ConfigError, ConfigIssue, RunFailed, TransientError, short_error
 from etl_core.run import faults
 from etl_core.run.locks import run_key, runs_folder
@@ -150,11 +150,22 @@ def late_watermark(checkpoint: Path, batch_id: int) -> int:
     """The watermark (ms since the epoch) by which Spark's stateful operators take a batch's
     rows as late: the one the batch before ran under (Spark ≥ 3.4: late rows by the previous
     batch's watermark, state evicted by the batch's own), as its offset log entry says."""
-    entry = checkpoint / "offsets" / str(batch_id - 1)
-    if batch_id <= 0 or not entry.exists():
-        return 0
-    lines = entry.read_text().splitlines()
-    return int(json.loads(lines[1]).get("batchWatermarkMs", 0)) if len(lines) > 1 else 0
+    return int(offset_metadata(checkpoint, batch_id - 1).get("batchWatermarkMs", 0))
+
+
+def offset_metadata(checkpoint: Path, batch_id: int | None = None) -> dict[str, Any]:
+    """What Spark's offset log records for a batch (the latest one when ``batch_id`` is
+    ``None``): the watermark it ran under, the settings the query keeps (``conf``); empty
+    when there is no such entry. Line 1 is the log's version, line 2 this metadata."""
+    offsets = checkpoint / "offsets"
+    if batch_id is None:
+        logs = (
+            [int(f.name) for f in offsets.iterdir() if f.name.isdigit()] if offsets.is_dir() else []
+        )
+        batch_id = max(logs, default=-1)
+    entry = offsets / str(batch_id)
+    lines = entry.read_text().splitlines() if batch_id >= 0 and entry.exists() else []
+    return json.loads(lines[1]) if len(lines) > 1 else {}
 
 
 def stream_problems(bound: BoundPipeline, frames: dict[str, DataFrame]) -> list[ConfigIssue]:
@@ -318,16 +329,12 @@ class StreamFeed:
             return
         rows = live.frames[self._inputs(item.name)[0]]
         at = dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
-        reason = F.struct(
-            F.lit("late").alias("rule"),
-            F.lit(
-                f"late: its {watermark.column} was behind the watermark ({at}) by which "
-                f"{item.name!r} took this batch's rows"
-            ).alias("message"),
-            F.lit("error").alias("severity"),
+        message = (
+            f"late: its {watermark.column} was behind the watermark ({at}) by which "
+            f"{item.name!r} took this batch's rows"
         )
         records = rows.where(late).select(
-            F.array(reason).alias("errors"),
+            dead_letter_errors("late", message),
             row_json(*[F.col(f"`{c}`") for c in rows.columns]).alias("row"),
         )
         live.route_dead_letters("transform", item.name, item.component.name, records)
@@ -442,14 +449,10 @@ def _start(writer: Any, spark: SparkSession, engine_conf: dict[str, str], checkp
 def _check_state_store(engine_conf: dict[str, str], checkpoint: Path) -> None:
     """A state store named in ``engine.conf`` must be the one the checkpoint was started with:
     Spark would keep the checkpoint's and say nothing."""
-    chosen, offsets = engine_conf.get(STATE_STORE_KEY), checkpoint / "offsets"
-    if chosen is None or not offsets.is_dir():
+    chosen = engine_conf.get(STATE_STORE_KEY)
+    if chosen is None:
         return
-    logs = sorted((int(f.name) for f in offsets.iterdir() if f.name.isdigit()), reverse=True)
-    if not logs:
-        return
-    lines = (offsets / str(logs[0])).read_text().splitlines()
-    started = json.loads(lines[1]).get("conf", {}).get(STATE_STORE_KEY) if len(lines) > 1 else None
+    started = offset_metadata(checkpoint).get("conf", {}).get(STATE_STORE_KEY)
     if started is not None and started != chosen:
         raise ConfigError.at(
             f"engine.conf.{STATE_STORE_KEY}",
