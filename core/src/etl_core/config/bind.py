@@ -325,11 +325,13 @@ def _check_streaming(
 def _declared_type(block: Any, column: str) -> str | None:
     """The type a source's ``read_schema`` declares for ``column``, if it declares one."""
     schema = getattr(block, "read_schema", None)
-    if schema_problem(schema) is not None or schema is None:
-        return None
     if isinstance(schema, str):
-        return next((c.type for c in split_ddl(schema) if c.name == column), None)
-    return next((str(c.get("type")) for c in schema if c.get("name") == column), None)
+        try:
+            return next((c.type for c in split_ddl(schema) if c.name == column), None)
+        except ValueError:  # reported at `read_schema`
+            return None
+    columns = schema if isinstance(schema, list) else []
+    return next((str(c.get("type")) for c in columns if c.get("name") == column), None)
 
 
 def sink_target(item: Bound, base_dir: Path) -> dict[str, Any]:
@@ -436,7 +438,7 @@ def _check_event_time(
                 )
             )
             continue
-        inputs = [i for i in streams.inputs_of(spec, name) if i in reached]
+        inputs = streams.streamed_inputs(spec, name)
         found = streams.watermark_of(spec, inputs[0]) if len(inputs) == 1 else None
         watermark = found[1].column if found is not None else None
         for problem in item.component().stream_problems(

@@ -38,6 +38,12 @@ def streamed(spec: PipelineSpec) -> set[str]:
     return found
 
 
+def streamed_inputs(spec: PipelineSpec, name: str) -> list[str]:
+    """The inputs of transform ``name`` that read the stream (not its static lookups)."""
+    reached = streamed(spec)
+    return [i for i in inputs_of(spec, name) if i in reached]
+
+
 def stateful(spec: PipelineSpec, transforms: Mapping[str, Any]) -> list[str]:
     """The streamed transforms that keep state (``transforms``: the bound ones, by name)."""
     reached = streamed(spec)

@@ -302,8 +302,7 @@ class StreamFeed:
         return item, "extract", item.component().micro_batch(ctx, options, rows)
 
     def _inputs(self, name: str) -> list[str]:
-        reached = streams.streamed(self.bound.spec)
-        return [i for i in streams.inputs_of(self.bound.spec, name) if i in reached]
+        return streams.streamed_inputs(self.bound.spec, name)
 
     def _late(self, name: str) -> WatermarkSpec | None:
         """The watermark of stateful transform ``name``'s input when it sends late rows to
