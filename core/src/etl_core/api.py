@@ -24,6 +24,7 @@ from etl_core.errors import (
     LoadError,
     PermanentError,
     PluginError,
+    PreflightFailed,
     RunFailed,
     RunLocked,
     SecretError,
@@ -69,6 +70,8 @@ __all__ = [
     "NoOptions",
     "PermanentError",
     "PluginError",
+    "Preflight",
+    "PreflightFailed",
     "Rejected",
     "RuleResult",
     "RunFailed",
@@ -149,8 +152,7 @@ class Context:
 
     def path(self, value: str | Path) -> Path:
         """A path from the config, relative to the pipeline file's folder."""
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.base_dir / path
+        return _config_path(self.base_dir, value)
 
     def propose_bookmark(self, value: Any) -> None:
         if self._propose_bookmark is None:
@@ -182,12 +184,46 @@ class Context:
             self._report_rows(rows)
 
 
+def _config_path(base_dir: Path, value: str | Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+@attrs.frozen
+class Preflight:
+    """What :meth:`Component.preflight` may use: where the block sits. No Spark: preflight runs
+    before Spark starts."""
+
+    pipeline: str
+    base_dir: Path
+    dataset: str
+    component: str
+    #: a sink's load mode and key (``None``/``()`` elsewhere)
+    mode: str | None = None
+    key: tuple[str, ...] = ()
+    #: the pipeline streams (``execution: streaming``): inputs may not have arrived yet
+    streaming: bool = False
+    log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("etl"))
+
+    def path(self, value: str | Path) -> Path:
+        """A path from the config, relative to the pipeline file's folder."""
+        return _config_path(self.base_dir, value)
+
+
 class Component(ABC):
     """What every component type declares. Subclasses set the class attributes."""
 
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     capabilities: ClassVar[frozenset[str]] = frozenset({"batch"})
+
+    def preflight(self, ctx: Preflight, options: Any) -> None:
+        """Check, before Spark starts, what would make the run fail early: open and close one
+        connection with the resolved ``options`` (one attempt, no retry), check that inputs
+        and targets exist. Raise :class:`TransientError`/:class:`PermanentError` saying what is
+        wrong and the fix; the runner adds the block's path and reports every block's problem
+        at once. The default checks nothing."""
+        return None
 
     def endpoint(self, options: Any) -> str | None:
         """The external endpoint this block talks to (``host:port``, a bucket, a topic), so

@@ -113,10 +113,28 @@ def _check(
 @_pipeline_argument
 @_set_option
 @_plaintext_option
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also resolve credentials, connect to every endpoint once and check input paths and "
+    "targets, as `etl run` does before Spark starts (no Spark, no data read).",
+)
 @_user_errors
-def validate(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool) -> None:
+def validate(
+    pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: bool, connect: bool
+) -> None:
     """Check a pipeline file without reading data (no Spark)."""
-    bound, _ = _check(pipeline, overrides, allow_plaintext_secrets)
+    bound, host = _check(pipeline, overrides, allow_plaintext_secrets)
+    if connect:
+        from etl_core.run.credentials import Secrets
+        from etl_core.run.preflight import preflight
+
+        secrets = Secrets(bound, host)
+        try:
+            took = preflight(bound, secrets)
+        finally:
+            secrets.close()
+        click.echo(f"{pipeline}: credentials, connections and paths checked in {took:.2f} s")
     spec = bound.spec
     if not click.get_current_context().find_root().params.get("quiet"):
         for name in bound.plan.unused:

@@ -48,11 +48,16 @@ class ConfigError(EtlError):
         return self.issues[0].path
 
     def _render(self) -> str:
-        head = f"{self.source}: " if self.source else ""
-        if len(self.issues) == 1:
-            return head + str(self.issues[0])
-        body = "\n".join(f"  - {issue}".replace("\n", "\n  ") for issue in self.issues)
-        return f"{head}{len(self.issues)} problems in the pipeline:\n{body}"
+        return render_issues(self.issues, "in the pipeline", self.source)
+
+
+def render_issues(issues: Sequence[ConfigIssue], where: str, source: str | None = None) -> str:
+    """One issue on its line; several as a list under ``N problems <where>:``."""
+    head = f"{source}: " if source else ""
+    if len(issues) == 1:
+        return head + str(issues[0])
+    body = "\n".join(f"  - {issue}".replace("\n", "\n  ") for issue in issues)
+    return f"{head}{len(issues)} problems {where}:\n{body}"
 
 
 def raise_if_any(issues: Iterable[ConfigIssue], *, source: str | None = None) -> None:
@@ -101,6 +106,15 @@ class RunFailed(EtlError):
         super().__init__(message)
 
 
+class PreflightFailed(EtlError):
+    """Checks before Spark starts (credentials, connections, input paths, targets) found
+    problems; nothing ran. Carries every problem found, each with its config path."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]):
+        self.issues = tuple(issues)
+        super().__init__(render_issues(self.issues, "found by the preflight checks"))
+
+
 class RunLocked(EtlError):
     """Another live process holds this run's lock."""
 
@@ -123,3 +137,14 @@ def short_error(exc: BaseException) -> str:
         text = frames[-1] if frames else lines[-1]
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("\tat ")]
     return "\n".join(lines[:3]) or type(exc).__name__
+
+
+def task_error(exc: BaseException) -> EtlError | None:
+    """The typed error a connector raised inside a Spark task (Spark hands it back as the text
+    of a Python traceback inside a Java one), rebuilt with its type and message; ``None`` when
+    the failure carries none."""
+    found = re.search(r"etl_core\.errors\.(\w+): (.+)", str(exc))
+    if found is None:
+        return None
+    kind = {c.__name__: c for c in (TransientError, PermanentError, LoadError, SecretError)}
+    return kind.get(found[1], EtlError)(found[2].strip())

@@ -98,8 +98,10 @@ def test_not_null_reject_while_staging_leaves_target_unchanged(mysql_db, mysql_r
         "INSERT INTO orders VALUES (1, 'a', 1), (2, NULL, 2)",
     )
     target(mysql_db)
-    with pytest.raises(LoadError, match=r"refused rows.*name"):
+    with pytest.raises(PermanentError, match=r"\(target\): the server refused .*name") as failure:
         mysql_run(copy_spec(mysql_db))
+    message = str(failure.value)
+    assert "etl_stg" not in message and "RuntimeError" not in message and "Error:" not in message
     assert mysql_db.rows("SELECT COUNT(*) FROM target") == [(0,)]
     assert mysql_db.tables() == {"orders", "target"}
 
@@ -109,7 +111,7 @@ def test_check_constraint_reject(mysql_db, mysql_run):
     mysql_db.execute(
         "CREATE TABLE target (id INT, name VARCHAR(50), total DECIMAL(10,2) CHECK (total < 2))"
     )
-    with pytest.raises(LoadError, match="refused rows"):
+    with pytest.raises(PermanentError, match="the server refused"):
         mysql_run(copy_spec(mysql_db))
     assert mysql_db.rows("SELECT COUNT(*) FROM target") == [(0,)]
 

@@ -25,6 +25,7 @@ from etl_core.api import (
     Loader,
     LoadError,
     PermanentError,
+    Preflight,
     Staged,
 )
 from etl_core.options import one_of, positive
@@ -123,6 +124,22 @@ class FilesExtractor(Extractor):
 
     def check(self, options: FilesSourceOptions, *, incremental: Any) -> list[str]:
         return manifests.incremental_problems(incremental, "files")
+
+    def preflight(self, ctx: Preflight, options: FilesSourceOptions) -> None:
+        """A batch read needs its file, folder or glob to exist (a stream's files may come
+        later)."""
+        root = ctx.path(options.path)
+        if ctx.streaming or root.is_dir() or _list_files(root):
+            return
+        relative = (
+            ""
+            if Path(options.path).expanduser().is_absolute()
+            else (f" (relative to the pipeline file's folder {ctx.base_dir})")
+        )
+        raise PermanentError(
+            f"no file matches path {options.path!r}{relative}; check `path` (a file, a folder or "
+            "a glob such as data/*.csv)"
+        )
 
     def extract_stream(self, ctx: Context, options: FilesSourceOptions) -> DataFrame:
         """Spark's file stream source: each micro-batch reads the files that appeared in the

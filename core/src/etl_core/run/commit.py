@@ -19,9 +19,9 @@ from etl_core.errors import (
     EtlError,
     LoadError,
     RunFailed,
-    TransientError,
     ValidationFailed,
     short_error,
+    task_error,
 )
 from etl_core.run import faults
 from etl_core.run.live import Staging, observed
@@ -137,11 +137,13 @@ def _stage(
         except EtlError:
             raise
         except Exception as exc:
-            message = f"{item.path}: staging failed: {short_error(exc)}"
-            # A connector's typed error raised inside a task reaches us as text: keep its
-            # type, so that retries can tell transient failures from permanent ones.
-            kind = TransientError if "TransientError" in str(exc) else LoadError
-            raise kind(message) from exc
+            # A connector's typed error raised inside a task (a source's read, this sink's
+            # write) reaches us as text: rebuilt with its type, so that retries can tell
+            # transient failures from permanent ones; its message names the component.
+            typed = task_error(exc)
+            if typed is not None:
+                raise typed from exc
+            raise LoadError(f"{item.path}: staging failed: {short_error(exc)}") from exc
 
     try:  # a retry re-stages: stage() rebuilds its staging from (pipeline, run_id, sink)
         entry.handle = live.guarded(item, "stage", stage, options)

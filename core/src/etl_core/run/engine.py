@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 #: applied before the user's ``engine.conf``, which wins
 DEFAULT_CONF = {
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",  # stderr is etl's: its own progress lines
     "spark.sql.session.timeZone": "UTC",
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     "spark.hadoop.parquet.enable.summary-metadata": "false",
@@ -46,9 +47,20 @@ def spark_conf(engine: EngineSpec, app_name: str) -> dict[str, str]:
     return conf
 
 
-def _forward_filtered(stream: object, target: object) -> None:
+def _forward_filtered(stream: object, target: object, debug: bool = False) -> None:
+    """Copy the JVM's stderr without the launcher's banner and, unless ``debug``, without the
+    Python tracebacks of Spark's worker daemon (a task's error reaches etl through the job's
+    failure and is reported once; a cancelled task's daemon prints a BrokenPipeError)."""
+    in_traceback = False
     for line in iter(stream.readline, b""):  # type: ignore[attr-defined]
         text = line.decode(errors="replace")
+        if not debug:
+            if text.startswith("Traceback (most recent call last):"):
+                in_traceback = True
+                continue
+            if in_traceback:
+                in_traceback = text[:1].isspace()  # frames are indented; the error line ends it
+                continue
         if not any(text.startswith(noise) for noise in _NOISE):
             target.write(text)  # type: ignore[attr-defined]  # not .buffer: Jupyter has none
             target.flush()  # type: ignore[attr-defined]
@@ -68,7 +80,7 @@ def _launch_quiet_gateway(conf: dict[str, str]) -> None:
     if proc is not None and proc.stderr is not None:
         threading.Thread(
             target=_forward_filtered,
-            args=(proc.stderr, sys.stderr),
+            args=(proc.stderr, sys.stderr, logging.getLogger("etl").isEnabledFor(logging.DEBUG)),
             daemon=True,
             name="etl-jvm-stderr",
         ).start()

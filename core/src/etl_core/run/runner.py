@@ -30,6 +30,7 @@ from etl_core.run.gate import QualityGate, unknown_columns
 from etl_core.run.live import LiveRun, Progress
 from etl_core.run.locks import DONE_MARKER_DAYS, live_runs, run_key, run_lock, runs_folder
 from etl_core.run.observers import MetricsReporters
+from etl_core.run.preflight import preflight
 from etl_core.run.replay import Replay, read_dead_letters, replay_run_id
 
 if TYPE_CHECKING:
@@ -296,10 +297,7 @@ def run(
             live: LiveRun | None = None
             try:
                 if spark is None:
-                    from etl_core.run.engine import get_spark
-
-                    say("starting Spark")
-                    spark = get_spark(spec.engine, app_name=f"etl:{spec.name}")
+                    spark = _start_spark(bound, secrets, say, control)
                 if control is not None:
                     control.started(spark)
                 for dropped in clean_stale(bound, host, spark, secrets):
@@ -332,11 +330,13 @@ def _run_stream(
     """A streaming pipeline (:mod:`etl_core.run.stream`): each micro-batch a :func:`run` with
     the batch's rows fed in as the streamed source."""
 
+    secrets = Secrets(bound, host)
     if spark is None:
-        from etl_core.run.engine import get_spark
-
-        say("starting Spark")
-        spark = get_spark(bound.spec.engine, app_name=f"etl:{bound.spec.name}")
+        try:
+            spark = _start_spark(bound, secrets, say, control)
+        except BaseException:
+            secrets.close()
+            raise
     if control is not None:
         control.started(spark)
 
@@ -360,7 +360,6 @@ def _run_stream(
             assert live.stream_rows is not None
             return live.stream_rows
 
-    secrets = Secrets(bound, host)
     try:
         metrics = stream.run_stream(
             bound, spark, secrets, run_batch, query_rows, control=control, say=say
@@ -373,6 +372,23 @@ def _run_stream(
         secrets.close()
     metrics.finished_at = dt.datetime.now(dt.UTC)
     return metrics
+
+
+def _start_spark(
+    bound: BoundPipeline, secrets: Secrets, say: Progress, control: RunControl | None
+) -> SparkSession:
+    """Preflight (credentials, connections, paths: every problem at once), then a session."""
+    from etl_core.run.engine import get_spark
+
+    took = preflight(bound, secrets)
+    say(f"preflight passed in {took:.2f} s")
+    if control is not None:
+        control.check()
+    say("starting Spark")
+    spark = get_spark(bound.spec.engine, app_name=f"etl:{bound.spec.name}")
+    if control is not None:
+        control.check()
+    return spark
 
 
 def _observers(

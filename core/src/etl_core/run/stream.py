@@ -35,7 +35,14 @@ from etl_core.config import streams
 from etl_core.config.model import Bound, BoundPipeline, WatermarkSpec
 from etl_core.config.schema import schema_ddl
 from etl_core.datasources import dead_letter_errors, row_json
-from etl_core.errors import ConfigError, ConfigIssue, RunFailed, TransientError, short_error
+from etl_core.errors import (
+    ConfigError,
+    ConfigIssue,
+    RunFailed,
+    TransientError,
+    short_error,
+    task_error,
+)
 from etl_core.run import faults
 from etl_core.run.locks import run_key, runs_folder
 
@@ -487,10 +494,8 @@ def open_stream(bound: BoundPipeline, spark: SparkSession, options: Any) -> Data
 def _cause(exc: BaseException) -> str:
     """What stopped the query: the typed error a Python source raised (Spark wraps it in a
     Java stack trace), else Spark's first line."""
-    import re
-
-    found = re.search(r"etl_core\.errors\.\w+: (.+)", str(exc))
-    return found[1].strip() if found else short_error(exc).strip().splitlines()[0]
+    typed = task_error(exc)
+    return str(typed) if typed is not None else short_error(exc).strip().splitlines()[0]
 
 
 def _seconds(value: str | float) -> float:

@@ -70,7 +70,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 
 from etl_core.api import LOAD_MODES, RunMetrics
-from etl_core.errors import ConfigError, EtlError, PermanentError, TransientError
+from etl_core.errors import (
+    ConfigError,
+    EtlError,
+    PermanentError,
+    PreflightFailed,
+    TransientError,
+)
 from etl_core.plugins import PluginHost
 from etl_core.testing.harness import (
     BASIC,
@@ -388,6 +394,21 @@ class LoaderConformance(ConformanceBase):
     def test_an_unreachable_endpoint_is_transient_and_names_the_sink(self, run, tmp_path, target):
         self.assert_load_fails(run, tmp_path, target, self.unreachable(), TransientError)
 
+    def test_preflight_passes_then_reports_an_unreachable_endpoint(
+        self, preflight, tmp_path, target
+    ):
+        """What ``etl run`` checks before Spark starts: a target ready to write passes; an
+        endpoint nobody answers is reported under the sink's path, without a secret."""
+        self.create_target(target, self.basic_columns())
+        folder = self.write_parquet(tmp_path / "in", self.basic_rows(1), self.basic_schema())
+        rows = {"rows": {"type": "files", "format": "parquet", "path": str(folder)}}
+        sink = {**self._with_credentials(self.sink_block(target, mode="append")), "input": "rows"}
+        preflight(rows, {"out": sink})
+        with pytest.raises(PreflightFailed) as failure:
+            preflight(rows, {"out": {**sink, **self.unreachable()}})
+        assert str(failure.value).startswith("sinks.out: "), failure.value
+        self.assert_no_secret(failure.value)
+
     def test_bad_credentials_are_permanent_and_name_the_sink(
         self, run, tmp_path, target, monkeypatch
     ):
@@ -557,6 +578,20 @@ class ExtractorConformance(ConformanceBase):
 
     def test_an_unreachable_endpoint_is_transient_and_names_the_source(self, run, tmp_path, target):
         self.assert_extract_fails(run, tmp_path, target, self.unreachable(), TransientError)
+
+    def test_preflight_passes_then_reports_an_unreachable_endpoint(
+        self, preflight, tmp_path, target
+    ):
+        """What ``etl run`` checks before Spark starts: a readable source passes; an endpoint
+        nobody answers is reported under the source's path, without a secret."""
+        self.create_target(target, self.basic_columns(), self.basic_rows(1))
+        source = self._with_credentials(self.source_block(target))
+        sink = {"out": {"type": "files", "input": "src", "path": str(tmp_path / "out")}}
+        preflight({"src": source}, sink)
+        with pytest.raises(PreflightFailed) as failure:
+            preflight({"src": {**source, **self.unreachable()}}, sink)
+        assert str(failure.value).startswith("sources.src: "), failure.value
+        self.assert_no_secret(failure.value)
 
     def test_bad_credentials_are_permanent_and_name_the_source(
         self, run, tmp_path, target, monkeypatch

@@ -227,6 +227,28 @@ class ConformanceBase:
 
         return runner
 
+    @pytest.fixture
+    def preflight(
+        self, tmp_path: Path, conformance_host: PluginHost, conformance_env: dict[str, Any]
+    ) -> Any:
+        """``preflight(sources, sinks)``: bind the pipeline and run the checks ``etl run``
+        makes before Spark starts; returns their seconds or raises ``PreflightFailed``."""
+        from etl_core import config
+        from etl_core.run.credentials import Secrets
+        from etl_core.run.preflight import preflight
+
+        def checker(sources: Mapping[str, Any], sinks: Mapping[str, Any]) -> float:
+            pipeline = {"name": "conformance", "credentials": conformance_env}
+            pipeline.update(sources=dict(sources), sinks=dict(sinks))
+            bound = config.check(data=pipeline, base_dir=tmp_path, host=conformance_host)
+            secrets = Secrets(bound, conformance_host)
+            try:
+                return preflight(bound, secrets)
+            finally:
+                secrets.close()
+
+        return checker
+
     @staticmethod
     def _with_credentials(block: Mapping[str, Any]) -> dict[str, Any]:
         return {**block, "credentials": "conformance"}

@@ -123,7 +123,7 @@ def translate(exc: BaseException, what: str) -> EtlError:
     return PermanentError(f"{what}: {text}")
 
 
-def _reachable(settings: Settings, what: str) -> None:
+def reachable(settings: Settings, what: str) -> None:
     """Fail at once, as transient, when no bootstrap server accepts a TCP connection (the
     clients otherwise retry for minutes, whatever their timeouts say)."""
     import socket
@@ -178,7 +178,7 @@ def _kafka_python_connection(settings: Settings) -> dict[str, Any]:
 
 def _open(kind: Any, settings: Settings, what: str, *args: Any) -> Any:
     """``kind(settings, *args)`` once a broker answers; its errors typed, naming ``what``."""
-    _reachable(settings, what)
+    reachable(settings, what)
     try:
         return kind(settings, *args)
     except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one

@@ -19,6 +19,7 @@ from etl_core import (
     Loader,
     LoadError,
     PermanentError,
+    Preflight,
     Staged,
     datasources,
 )
@@ -30,6 +31,7 @@ from etl_plugin_kafka.client import (
     backend,
     fill_splits,
     offset_of,
+    reachable,
     translate,
 )
 from etl_plugin_kafka.options import Connection, KafkaSinkOptions, KafkaSourceOptions
@@ -66,6 +68,17 @@ class KafkaExtractor(Extractor):
             f"`incremental: {dict(incremental)}`: kafka sources read incrementally by offset "
             "only; write `incremental: {by: offset}`"
         ]
+
+    def preflight(self, ctx: Preflight, options: KafkaSourceOptions) -> None:
+        """A broker answers, and the topics exist (or the pattern matches one)."""
+        consumer = backend(_settings(options), options.client, "kafka")
+        try:
+            if not consumer.partitions(options.topics, options.pattern):
+                raise PermanentError(f"no topic matches `pattern: {options.pattern}`")
+        except Exception as exc:  # noqa: BLE001 - every client error becomes a typed one
+            raise translate(exc, "kafka") from None
+        finally:
+            consumer.close()
 
     def extract(self, ctx: Context, options: KafkaSourceOptions) -> DataFrame:
         from etl_plugin_kafka.datasource import UNREADABLE, KafkaDataSource
@@ -259,6 +272,10 @@ class KafkaLoader(Loader):
         staging = root / "tmp" / ctx.run_key / str(ctx.sink_index or 0)
         ledger = root / "published" / f"{ctx.run_key}-{ctx.dataset}"
         return staging, ledger, f"sink {ctx.dataset!r} (kafka topic {options.topic})"
+
+    def preflight(self, ctx: Preflight, options: KafkaSinkOptions) -> None:
+        """A broker accepts a connection."""
+        reachable(_settings(options), "kafka")
 
     def stage(self, ctx: Context, df: DataFrame, options: KafkaSinkOptions) -> Staged:
         staging, _, what = self._where(ctx, options)

@@ -22,6 +22,7 @@ from etl_core.api import (
     Loader,
     LoadError,
     PermanentError,
+    Preflight,
     Rejected,
     Secret,
     Staged,
@@ -94,6 +95,10 @@ class MySQLExtractor(Extractor):
                 "column; write `incremental: {column: updated_at}`"
             )
         return problems
+
+    def preflight(self, ctx: Preflight, options: MySQLSourceOptions) -> None:
+        """One connection; the table exists."""
+        _preflight(options, create_table=None)
 
     def extract(self, ctx: Context, options: MySQLSourceOptions) -> DataFrame:
         problems = self.check(options, incremental=ctx.incremental)
@@ -268,6 +273,10 @@ class MySQLLoader(Loader):
         prefix = f"{schema}." if schema else ""
         return prefix + staging, prefix + staging + TASKS_SUFFIX, prefix + LEDGER_TABLE
 
+    def preflight(self, ctx: Preflight, options: MySQLSinkOptions) -> None:
+        """One connection; the target exists unless the sink creates it."""
+        _preflight(options, create_table=options.create_table)
+
     def stage(self, ctx: Context, df: DataFrame, options: MySQLSinkOptions) -> Staged:
         endpoint = _endpoint(options.connection, options.user, options.password)
         what = f"sink {ctx.dataset}"
@@ -329,6 +338,7 @@ class MySQLLoader(Loader):
                 **endpoint.to_options(),
                 "what": what,
                 "table": staging,
+                "target": options.table,
                 "tasks_table": tasks,
                 "bit_columns": bit_columns,
             },
@@ -546,6 +556,19 @@ class MySQLLoader(Loader):
                 cursor.execute(f"DROP TABLE IF EXISTS {quote_name(full)}")
                 dropped.append(f"{endpoint.where}/{name}")
         return dropped
+
+
+def _preflight(options: Any, *, create_table: bool | None) -> None:
+    """Connect once; a table named by a source, or by a sink that does not create it, must
+    exist (``create_table`` is ``None`` for a source)."""
+    endpoint = _endpoint(options.connection, options.user, options.password)
+    with session(endpoint, "mysql") as conn:
+        if options.table is None or create_table or _target_columns(conn, options.table):
+            return
+    fix = "check `table` and `connection.database`"
+    if create_table is not None:
+        fix += ", create the table, or set `create_table: true` (it creates the database too)"
+    raise PermanentError(f"table {options.table} does not exist in {endpoint.where}; {fix}")
 
 
 def _target_columns(conn: Any, table: str) -> list[str] | None:

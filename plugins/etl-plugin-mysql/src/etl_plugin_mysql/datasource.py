@@ -31,6 +31,7 @@ from pyspark.sql.datasource import (
 from pyspark.sql.types import StructType
 
 from etl_core.datasources import arrow_schema
+from etl_core.errors import PermanentError
 from etl_plugin_mysql.client import Endpoint, quote_name, session
 
 NAME = "etl_mysql"
@@ -137,11 +138,18 @@ class MySQLWriter(DataSourceArrowWriter):
             ]
         if problems or loaded != rows:
             conn.rollback()
-            raise RuntimeError(
-                f"{what}: the staging table refused rows ({loaded} of {rows} loaded): "
-                + "; ".join(problems)
-                + "; fix the rows or the target's constraints (a duplicate key within one "
-                "upsert batch is refused: deduplicate the input first)"
+            target = self.options.get("target", self.options["table"])
+            detail = "; ".join(p.replace(self.options["table"], target) for p in problems)
+            refused = (
+                f"the server refused {rows - loaded} of {rows} rows"
+                if loaded != rows
+                else f"the server refused to store the {rows} rows as given (it would change "
+                "their values)"
+            )
+            raise PermanentError(
+                f"{what} ({target}): {refused}: {detail or 'no reason given'}; fix the rows (a "
+                "transform, or a quality rule with quarantine) or the table's columns (a "
+                "duplicate key within one upsert batch is refused: deduplicate the input first)"
             )
         return loaded
 

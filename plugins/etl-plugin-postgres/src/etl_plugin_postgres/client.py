@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -108,7 +109,8 @@ def translate(exc: BaseException, info: ConnInfo, what: str) -> Exception:
     """A driver error as the core's TransientError or PermanentError, naming ``what`` (e.g.
     ``sink 'warehouse' (analytics.daily)``) and the fix; the password is redacted."""
     state = getattr(exc, "sqlstate", None) or ""
-    text = info.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "the driver failed"
+    text = info.redact(re.sub(r"^\[libpq\] ", "", first))
     kind = type(exc).__name__
     if state in ("28P01", "28000") or "password authentication failed" in text:
         return PermanentError(
@@ -120,7 +122,10 @@ def translate(exc: BaseException, info: ConnInfo, what: str) -> Exception:
         or any(state == s for s in TRANSIENT_STATES)
         or (not state and kind in ("OperationalError", "ConnectionTimeout"))
     ):
-        return TransientError(f"{what}: {info.where()} is unreachable or busy: {text}")
+        return TransientError(
+            f"{what}: {info.where()} is unreachable or busy: {text}; check `connection.host` "
+            "and `connection.port`, and that the server is up"
+        )
     if state == "42501":
         return PermanentError(
             f"{what}: permission denied at {info.where()}: {text}; GRANT the needed privilege "
@@ -137,18 +142,20 @@ def translate(exc: BaseException, info: ConnInfo, what: str) -> Exception:
         return PermanentError(f"{what}: SQL error: {text}; check `query`/`where`/`predicates`")
     if state == "3D000":
         return PermanentError(f"{what}: {text}; check `connection.database`")
-    return PermanentError(f"{what}: {kind}: {text}")
+    return PermanentError(f"{what}: {text}")
 
 
 @contextlib.contextmanager
-def control(info: ConnInfo, what: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+def control(
+    info: ConnInfo, what: str, *, autocommit: bool = False, attempts: int = 3
+) -> Iterator[psycopg.Connection]:
     """A psycopg connection for control statements, retried briefly while the server is
-    unreachable; driver errors come out as Transient/PermanentError."""
+    unreachable (``attempts``); driver errors come out as Transient/PermanentError."""
     import psycopg
     import tenacity
 
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(3),
+        stop=tenacity.stop_after_attempt(attempts),
         wait=tenacity.wait_exponential(multiplier=0.5, max=4),
         retry=tenacity.retry_if_exception_type(psycopg.OperationalError),
         reraise=True,

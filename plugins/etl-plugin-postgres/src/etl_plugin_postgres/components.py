@@ -20,6 +20,7 @@ from etl_core import (
     Loader,
     LoadError,
     PermanentError,
+    Preflight,
     Rejected,
     RunLocked,
     Staged,
@@ -72,6 +73,18 @@ def _data_source_options(info: ConnInfo, plan: Mapping[str, Any], what: str) -> 
     }
 
 
+_CHECK_IT = "check `table` (schema.table) and `connection.database`"
+_CREATE_IT = (
+    "check `table` and `connection.database`, create the table, or set `create_table: true` "
+    "on the sink (it creates the schema too)"
+)
+
+
+def _missing(table: str, info: ConnInfo, fix: str, what: str | None = None) -> PermanentError:
+    head = f"{what}: " if what else ""
+    return PermanentError(f"{head}table {table} does not exist at {info.where()}; {fix}")
+
+
 class PostgresExtractor(Extractor):
     """Read a table or a query, in parallel partitions on the executors."""
 
@@ -91,6 +104,15 @@ class PostgresExtractor(Extractor):
             ]
         return []
 
+    def preflight(self, ctx: Preflight, options: PostgresSourceOptions) -> None:
+        """One connection; the table exists, or the query compiles."""
+        info = ConnInfo.from_options(options)
+        with control(info, "postgres", autocommit=True, attempts=1) as conn:
+            if options.table is None:
+                query_columns(conn, options.query or "")
+            elif table_columns(conn, ident(*split_table(options.table))) is None:
+                raise _missing(options.table, info, _CHECK_IT)
+
     def extract(self, ctx: Context, options: PostgresSourceOptions) -> DataFrame:
         from etl_plugin_postgres.datasource import PostgresDataSource
 
@@ -104,10 +126,7 @@ class PostgresExtractor(Extractor):
             if options.table is not None:
                 columns = table_columns(conn, relation)
                 if columns is None:
-                    raise PermanentError(
-                        f"{what}: table {options.table} does not exist at {info.where()}; "
-                        "check `table` (schema.table) and `connection.database`"
-                    )
+                    raise _missing(options.table, info, _CHECK_IT, what)
             else:
                 columns = query_columns(conn, options.query or "")
             columns = self._selected(columns, options, what)
@@ -326,6 +345,14 @@ class PostgresLoader(Loader):
     def _what(ctx: Context, options: PostgresSinkOptions) -> str:
         return f"sink {ctx.dataset!r} ({options.table})"
 
+    def preflight(self, ctx: Preflight, options: PostgresSinkOptions) -> None:
+        """One connection; the target exists unless the sink creates it."""
+        info = ConnInfo.from_options(options)
+        with control(info, "postgres", autocommit=True, attempts=1) as conn:
+            exists = table_columns(conn, ident(*split_table(options.table))) is not None
+            if not exists and not options.create_table:
+                raise _missing(options.table, info, _CREATE_IT)
+
     def stage(self, ctx: Context, df: DataFrame, options: PostgresSinkOptions) -> Staged:
         from etl_plugin_postgres.datasource import PostgresDataSource, arrow_code
 
@@ -343,11 +370,7 @@ class PostgresLoader(Loader):
             conn.execute(f"DROP TABLE IF EXISTS {stg}")
             if existing is None:
                 if not options.create_table:
-                    raise PermanentError(
-                        f"{what}: table {options.table} does not exist at {info.where()}; "
-                        "create it, or set `create_table: true` on the sink (it creates the "
-                        "schema too)"
-                    )
+                    raise _missing(options.table, info, _CREATE_IT, what)
                 # the staging table lives in the target's schema: create that first
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
                 columns = ", ".join(

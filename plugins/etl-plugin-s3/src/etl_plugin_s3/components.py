@@ -20,6 +20,7 @@ from etl_core import (
     Loader,
     LoadError,
     PermanentError,
+    Preflight,
     Staged,
     datasources,
     manifests,
@@ -72,6 +73,10 @@ class S3Extractor(Extractor):
 
     def check(self, options: S3SourceOptions, *, incremental: Any) -> list[str]:
         return manifests.incremental_problems(incremental, "s3")
+
+    def preflight(self, ctx: Preflight, options: S3SourceOptions) -> None:
+        """The bucket answers with these credentials."""
+        _preflight(options)
 
     def extract(self, ctx: Context, options: S3SourceOptions) -> DataFrame:
         what, capture = self._what(ctx, options)
@@ -464,6 +469,10 @@ class S3Loader(Loader):
         staging = manifests.staging_path(root, ctx.run_key, ctx.sink_index or 0)
         return root, staging, f"sink {ctx.dataset!r} ({s3_url(root)})"
 
+    def preflight(self, ctx: Preflight, options: S3SinkOptions) -> None:
+        """The bucket answers with these credentials."""
+        _preflight(options)
+
     def stage(self, ctx: Context, df: DataFrame, options: S3SinkOptions) -> Staged:
         from etl_plugin_s3.datasource import S3DataSource
 
@@ -573,6 +582,12 @@ class S3Loader(Loader):
             options, prefix=prefix, format="jsonl", partition_by=[],
             compression=None,
         )  # fmt: skip
+
+
+def _preflight(options: S3SourceOptions | S3SinkOptions) -> None:
+    what = f"s3 {s3_url(_root(options.bucket, options.prefix))}"
+    with _s3_errors(what):
+        _require_bucket(Connection.of(options, what).filesystem(), options.bucket, what)
 
 
 def _require_bucket(fs: pafs.FileSystem, bucket: str, what: str) -> None:
