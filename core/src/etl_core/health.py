@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,20 +58,42 @@ class RunControl:
     spark: SparkSession | None = None
     #: a stream: a stop lets the running micro-batch finish (its jobs are not cancelled)
     finish_running: bool = False
+    #: the SIGINT handler of :func:`graceful_shutdown`, while it is installed
+    on_signal: Any = None
+    #: set when the run is over: no more jobs to cancel
+    ended: threading.Event = attrs.field(factory=threading.Event)
 
     def started(self, spark: SparkSession) -> None:
         self.spark = spark
         self.ready = True
+        # A new SparkContext replaces the SIGINT handler with pyspark's (it cancels the jobs
+        # and raises KeyboardInterrupt wherever the main thread is, py4j calls included):
+        # ours again, unless a signal came already (then a second one kills the process).
+        armed = self.on_signal is not None and self.stop_signal is None
+        if armed and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self.on_signal)
 
     def request_stop(self, signum: int) -> None:
-        """Ask the run to stop. Before publishing, the running Spark jobs are cancelled (from
-        another thread: the main thread is waiting on them); while publishing, it finishes."""
+        """Ask the run to stop. Before publishing, the Spark jobs are cancelled (from another
+        thread: the main thread is waiting on them); while publishing, it finishes."""
         self.stop_signal = signum
         spark = self.spark
         if spark is not None and not self.publishing and not self.finish_running:
             threading.Thread(
-                target=spark.sparkContext.cancelAllJobs, name="etl-cancel", daemon=True
+                target=self._cancel_jobs, args=(spark,), name="etl-cancel", daemon=True
             ).start()
+
+    def _cancel_jobs(self, spark: SparkSession, every_s: float = 0.2, for_s: float = 60) -> None:
+        """Cancel the running jobs, then those that start until the run ends: a stop may come
+        while an action is being planned, or between two of its jobs."""
+        deadline = time.monotonic() + for_s
+        while time.monotonic() < deadline:
+            try:
+                spark.sparkContext.cancelAllJobs()
+            except Exception:  # noqa: BLE001 - the session is stopping: nothing left to cancel
+                return
+            if self.ended.wait(every_s):
+                return
 
     def check(self) -> None:
         """Raise :class:`RunInterrupted` if a stop was requested."""
@@ -97,12 +120,19 @@ def graceful_shutdown(control: RunControl) -> Iterator[None]:
             signal.Signals(signum).name,
         )
         control.request_stop(signum)
+        if control.spark is None and not control.publishing:
+            # nothing staged yet: stop waiting for Spark to start (the JVM being launched
+            # exits when this process does, its stdin closing)
+            raise RunInterrupted(signum)
 
     for s in previous:
         signal.signal(s, handler)
+    control.on_signal = handler
     try:
         yield
     finally:
+        control.on_signal = None
+        control.ended.set()
         for s, old in previous.items():
             signal.signal(s, old)
 

@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from etl_core.errors import EtlError
 
@@ -66,6 +68,31 @@ def _forward_filtered(stream: object, target: object, debug: bool = False) -> No
             target.flush()  # type: ignore[attr-defined]
 
 
+@contextmanager
+def _killed_if_interrupted() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The JVM pyspark launches inside the block is killed if the block is left by an
+    exception (Ctrl-C while Spark starts): until its gateway is up, it would outlive us."""
+    from pyspark import java_gateway
+
+    launched: list[subprocess.Popen[bytes]] = []
+    original = java_gateway.Popen  # type: ignore[attr-defined]
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        launched.append(original(*args, **kwargs))
+        return launched[-1]
+
+    java_gateway.Popen = popen  # type: ignore[attr-defined]
+    try:
+        yield launched
+    except BaseException:
+        for proc in launched:
+            proc.kill()
+            proc.wait(timeout=10)
+        raise
+    finally:
+        java_gateway.Popen = original  # type: ignore[attr-defined]
+
+
 def _launch_quiet_gateway(conf: dict[str, str]) -> None:
     """Start the JVM with its stderr filtered, so its launcher banner does not reach users."""
     from pyspark import SparkConf, SparkContext
@@ -75,7 +102,9 @@ def _launch_quiet_gateway(conf: dict[str, str]) -> None:
         return
     spark_conf_obj = SparkConf(loadDefaults=False).setAll(list(conf.items()))
     popen_kwargs = {"stderr": subprocess.PIPE}
-    gateway = launch_gateway(spark_conf_obj, popen_kwargs=popen_kwargs)
+    with _killed_if_interrupted() as launched:
+        gateway = launch_gateway(spark_conf_obj, popen_kwargs=popen_kwargs)
+        launched.clear()  # up: it exits when this process does (its stdin closes)
     proc = getattr(gateway, "proc", None)
     if proc is not None and proc.stderr is not None:
         threading.Thread(
