@@ -84,6 +84,7 @@ def test_every_problem_is_reported_at_once_before_spark_starts(tmp_path, airport
         assert "Connection refused" in problems[2] and "check `connection.host`" in problems[2]
         assert len(problems) == 3, done.stderr
         assert "starting Spark" not in done.stderr and "Traceback" not in done.stderr
+        assert lines[0] == "error: 3 problems found by the preflight checks:", done.stderr
 
     # fixed: the file is there, the variables are set, the port is the server's; the sink's
     # schema does not exist, which `create_table: true` handles (it creates the schema too)

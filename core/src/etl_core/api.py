@@ -149,6 +149,7 @@ class Context:
     dead_letter_sink: bool = False
     _persist: Callable[[DataFrame], DataFrame] | None = attrs.field(default=None, repr=False)
     _report_rows: Callable[[int], None] | None = attrs.field(default=None, repr=False)
+    _report_merged: Callable[[int, int], None] | None = attrs.field(default=None, repr=False)
 
     def path(self, value: str | Path) -> Path:
         """A path from the config, relative to the pipeline file's folder."""
@@ -182,6 +183,13 @@ class Context:
         and stops filters from being pushed into the scan). Ignored outside sources."""
         if self._report_rows is not None:
             self._report_rows(rows)
+
+    def report_merged(self, inserted: int, updated: int) -> None:
+        """A loader publishing an upsert reports how many rows had a key new to the target
+        (``inserted``) and how many replaced a row with their key (``updated``): the report
+        shows both beside the rows written. Ignored outside a sink's publish."""
+        if self._report_merged is not None:
+            self._report_merged(inserted, updated)
 
 
 def _config_path(base_dir: Path, value: str | Path) -> Path:

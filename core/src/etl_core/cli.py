@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from etl_core.errors import EtlError
+from etl_core.errors import EtlError, PreflightFailed
 from etl_core.report import render_report
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def run(
         partial = getattr(exc, "metrics", None)
         if partial is not None:
             _write_report(report_file, partial)
-            if not quiet:
+            if not quiet and not isinstance(exc, PreflightFailed):  # else nothing ran
                 click.echo(render_report(partial), err=True)
         raise
     _write_report(report_file, metrics)

@@ -53,6 +53,10 @@ class StageMetrics:
     duration_s: float | None = None
     #: load stages: where the rows went (``path …``, ``table …``, ``bucket … prefix …``)
     target: str | None = None
+    #: an upsert's published rows whose key was new to the target / already in it, as the
+    #: loader counted them while publishing (``Context.report_merged``); ``None`` otherwise
+    inserted: int | None = None
+    updated: int | None = None
 
 
 @attrs.define

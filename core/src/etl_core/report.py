@@ -25,6 +25,11 @@ def _rows(metrics: RunMetrics) -> list[tuple[str, str, str]]:
             s.dataset,
             s.stage,
             (missing if s.rows_out is None else str(s.rows_out))
+            + (
+                f" ({s.inserted} inserted, {s.updated} updated)"
+                if s.inserted is not None and s.updated is not None
+                else ""
+            )
             + (f"  → {s.target}" if s.target else ""),
         )
         for s in metrics.stages

@@ -134,6 +134,7 @@ class MariaDBHooks:
 
 
 class TestMariaDBLoader(MariaDBHooks, LoaderConformance):
+    reports_merged = True
     component = "mysql"
 
     def sink_block(self, target: str, **options: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from etl_core import LoadError, PermanentError, RunFailed
+from etl_core import LoadError, PermanentError, PreflightFailed, RunFailed
 
 pytestmark = pytest.mark.spark
 
@@ -98,7 +98,7 @@ def test_not_null_reject_while_staging_leaves_target_unchanged(mysql_db, mysql_r
         "INSERT INTO orders VALUES (1, 'a', 1), (2, NULL, 2)",
     )
     target(mysql_db)
-    with pytest.raises(PermanentError, match=r"\(target\): the server refused .*name") as failure:
+    with pytest.raises(LoadError, match=r"\(target\): the server refused .*name") as failure:
         mysql_run(copy_spec(mysql_db))
     message = str(failure.value)
     assert "etl_stg" not in message and "RuntimeError" not in message and "Error:" not in message
@@ -111,7 +111,7 @@ def test_check_constraint_reject(mysql_db, mysql_run):
     mysql_db.execute(
         "CREATE TABLE target (id INT, name VARCHAR(50), total DECIMAL(10,2) CHECK (total < 2))"
     )
-    with pytest.raises(PermanentError, match="the server refused"):
+    with pytest.raises(LoadError, match="the server refused"):
         mysql_run(copy_spec(mysql_db))
     assert mysql_db.rows("SELECT COUNT(*) FROM target") == [(0,)]
 
@@ -154,7 +154,7 @@ def test_create_table_and_add_columns(mysql_db, mysql_run):
 def test_missing_target_says_how_to_fix(mysql_db, mysql_run):
     orders(mysql_db, 1)
     with pytest.raises(
-        PermanentError, match=r"sink out: table target does not exist.*create_table"
+        PreflightFailed, match=r"sinks\.out: table target does not exist.*create_table"
     ):
         mysql_run(copy_spec(mysql_db))
 
@@ -226,6 +226,8 @@ def test_predicates_and_query(mysql_db, mysql_run, tmp_path):
 
 def test_partition_column_must_be_numeric_or_temporal(mysql_db, mysql_run):
     orders(mysql_db, 3)
-    spec = copy_spec(mysql_db, source={"partition_column": "name", "partitions": 2})
+    spec = copy_spec(
+        mysql_db, source={"partition_column": "name", "partitions": 2}, create_table=True
+    )
     with pytest.raises(PermanentError, match=r"partition_column 'name' is str"):
         mysql_run(spec)

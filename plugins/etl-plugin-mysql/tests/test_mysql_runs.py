@@ -8,7 +8,7 @@ import pytest
 from etl_plugin_mysql.components import MySQLLoader
 from etl_plugin_mysql.options import MySQLSinkOptions
 
-from etl_core import EtlError, LiveRuns, PermanentError, TransientError
+from etl_core import EtlError, LiveRuns, PermanentError, PreflightFailed
 from etl_core.relational import staging_table
 
 pytestmark = pytest.mark.spark
@@ -102,7 +102,8 @@ def test_wrong_password_is_permanent_and_secret_free(mysql_db, mysql_run, monkey
         with pytest.raises(EtlError) as failure:
             mysql_run(spec)
         message = str(failure.value)
-        assert "source src" in message and "Access denied" in message
+        assert message.startswith("sources.src: connection (mysql 127.0.0.1:3306/")  # preflight
+        assert "Access denied" in message
         assert "check the user and password" in message
         assert "wrong-pw-7z" not in message and "right-pw-9x" not in message
         monkeypatch.setenv("T_PW", "right-pw-9x")
@@ -119,7 +120,10 @@ def test_unreachable_server_is_transient(mysql_db, mysql_run):
         "port": 1,
         "options": {"connect_timeout": 2},
     }
-    with pytest.raises(TransientError, match=r"source src \(mysql 127.0.0.1:1/"):
+    with pytest.raises(
+        PreflightFailed,
+        match=r"sources\.src: connection \(mysql 127.0.0.1:1/.*check `connection.host`",
+    ):
         mysql_run(spec)
 
 
@@ -127,7 +131,9 @@ def test_missing_table_and_bad_query_are_permanent(mysql_db, mysql_run):
     events(mysql_db)
     spec = incremental_spec(mysql_db)
     spec["sources"]["src"]["table"] = "nope"
-    with pytest.raises(PermanentError, match=r"source src .*nope.*check the table"):
+    with pytest.raises(
+        PreflightFailed, match=r"sources\.src: table nope does not exist.*check `table`"
+    ):
         mysql_run(spec)
     del spec["sources"]["src"]["table"], spec["sources"]["src"]["incremental"]
     spec["sources"]["src"]["query"] = "SELEC 1"

@@ -192,6 +192,8 @@ class PostgresHooks:
 
 
 class TestPostgresLoaderConformance(PostgresHooks, LoaderConformance):
+    reports_merged = True
+
     def sink_block(self, target, **options):
         return {"type": "postgres", "table": target, "connection": self.connection(), **options}
 

@@ -294,3 +294,24 @@ def test_plaintext_password_is_refused(run, pg_schema, pg_connection_block):
     with pytest.raises(ConfigError, match="plaintext secret") as failure:
         run({"src": source}, {"out": {"type": "files", "input": "src", "path": "o"}})
     assert "hunter2" not in str(failure.value)
+
+
+def test_a_read_failing_on_the_executors_names_the_source_not_the_sink(
+    run, pg, pg_schema, pg_connection_block
+):
+    """The planning query (``LIMIT 0``) sees no row; the executors' read divides by zero. The
+    error names the source, once, keeps its type, and carries no Python class name."""
+    pg.execute(f"CREATE TABLE {pg_schema}.a (id int)")
+    pg.execute(f"INSERT INTO {pg_schema}.a SELECT generate_series(1, 5)")
+    source = {
+        "type": "postgres",
+        "connection": pg_connection_block,
+        "credentials": "pg",
+        "query": f"SELECT 10 / (id - 3) AS x FROM {pg_schema}.a",
+    }
+    with pytest.raises(PermanentError) as failure:
+        run({"src": source}, {"out": {"type": "files", "input": "src", "path": "o"}})
+    message = str(failure.value)
+    assert message.startswith("source 'src' (query): division by zero"), message
+    assert "sinks.out" not in message and "staging failed" not in message
+    assert "Error:" not in message and "etl_core" not in message

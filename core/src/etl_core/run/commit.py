@@ -116,12 +116,18 @@ def _stage(
         live.control.check()
     block = item.block
     if isinstance(block, SinkSpec):
+
+        def merged(inserted: int, updated: int) -> None:
+            if metrics is not None:
+                metrics.inserted, metrics.updated = inserted, updated
+
         ctx = live.context(
             item,
             sink_index=index,
             on_reject=block.on_reject,
             mode=block.mode,
             key=tuple(block.key or ()),
+            report_merged=merged,
         )
     else:  # dead letters are appended, and a refused dead letter fails the run
         ctx = live.context(item, sink_index=index, mode="append")

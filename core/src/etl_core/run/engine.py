@@ -81,7 +81,7 @@ def _killed_if_interrupted() -> Iterator[list[subprocess.Popen[bytes]]]:
         launched.append(original(*args, **kwargs))
         return launched[-1]
 
-    java_gateway.Popen = popen  # type: ignore[attr-defined]
+    java_gateway.Popen = popen  # type: ignore[attr-defined, misc, assignment]
     try:
         yield launched
     except BaseException:
@@ -90,7 +90,7 @@ def _killed_if_interrupted() -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait(timeout=10)
         raise
     finally:
-        java_gateway.Popen = original  # type: ignore[attr-defined]
+        java_gateway.Popen = original  # type: ignore[attr-defined, misc]
 
 
 def _launch_quiet_gateway(conf: dict[str, str]) -> None:

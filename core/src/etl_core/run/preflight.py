@@ -56,15 +56,18 @@ def preflight(bound: BoundPipeline, secrets: Secrets, *, connect: bool = True) -
 def _check(bound: BoundPipeline, item: Bound, options: Any) -> str | None:
     """The component's own check of one block: ``None``, or what is wrong."""
     block = item.block
-    sink = isinstance(block, SinkSpec)
-    modes = getattr(item.component, "modes", ())
+    mode: str | None = None
+    key: tuple[str, ...] = ()
+    if isinstance(block, SinkSpec):
+        modes = getattr(item.component, "modes", ())
+        mode, key = block.mode or (modes[0] if modes else None), tuple(block.key or ())
     ctx = Preflight(
         pipeline=bound.spec.name,
         base_dir=bound.spec.base_dir,
         dataset=item.name,
         component=item.component.name,
-        mode=(block.mode or (modes[0] if modes else None)) if sink else None,
-        key=tuple(block.key or ()) if sink else (),
+        mode=mode,
+        key=key,
         streaming=bound.spec.execution == "streaming",
     )
     try:

@@ -30,6 +30,8 @@ Hooks (methods or fixtures of the subclass):
   (``type`` and options) that writes / reads ``target``. Extra ``options`` (``mode``,
   ``key``) are the component's own and merged in.
 - ``partition_options(column, partitions)``: extra source options for a partitioned read.
+- ``reports_merged = True``: the loader reports an upsert's inserted and updated rows
+  (``ctx.report_merged``); the upsert case then checks the numbers, else that none came.
 - ``partitioned_sink_options(column)``: sink options partitioning the target by ``column``
   (loaders declaring the mode ``overwrite_partitions``).
 - ``incremental_options()`` and ``add_rows(target, rows)``: the source's ``incremental:`` block
@@ -110,6 +112,9 @@ class LoaderConformance(ConformanceBase):
 
     def failing_sink_block(self, target: str) -> dict[str, Any]:
         raise NotImplementedError
+
+    #: the loader reports an upsert's inserted and updated rows (``Context.report_merged``)
+    reports_merged: ClassVar[bool] = False
 
     def partitioned_sink_options(self, column: str) -> dict[str, Any]:
         """Sink options that partition the target by ``column`` (loaders declaring
@@ -211,8 +216,11 @@ class LoaderConformance(ConformanceBase):
         self.create_target(target, self.basic_columns(), self.basic_rows(10), key=["id"])
         changed = [{**row, "name": "changed"} for row in self.basic_rows(10)[5:]]
         new = self.basic_rows(5, start=11)
-        self.load(run, tmp_path, target, changed + new, mode="upsert", key=["id"])
+        metrics = self.load(run, tmp_path, target, changed + new, mode="upsert", key=["id"])
         self.assert_target(target, self.basic_rows(10)[:5] + changed + new)
+        (load,) = [s for s in metrics.stages if s.dataset == "out" and s.stage == "load"]
+        counts = (load.inserted, load.updated)
+        assert counts == ((5, 5) if self.reports_merged else (None, None)), counts
 
     @applies(mode="overwrite_partitions")
     def test_overwrite_partitions_replaces_only_the_partitions_written(self, run, tmp_path, target):

@@ -117,7 +117,10 @@ def classify(exc: BaseException, what: str, endpoint: Endpoint) -> EtlError:
     detail = endpoint.redact(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
     where = f"{what} (mysql {endpoint.where})"
     if code in TRANSIENT_CODES or isinstance(exc, TimeoutError | ConnectionError):
-        return TransientError(f"{where}: {detail} [{code}]; retrying may help")
+        return TransientError(
+            f"{where}: {detail} [{code}]; check `connection.host` and `connection.port`, and "
+            "that the server is up (retrying may help)"
+        )
     if code in AUTH_CODES:
         return PermanentError(
             f"{where}: {detail} [{code}]; check the user and password of the credentials entry "

@@ -461,6 +461,13 @@ class MySQLLoader(Loader):
         MySQLLoader._before_merge(cursor, ctx.mode, options.table, target, what)
         upsert_key = ctx.key  # the core sets a key only for the mode that needs one: upsert
         statement = MySQLLoader._merge_statement(upsert_key, target, staging, columns)
+        if upsert_key:  # how many rows have a key already in the target, before the merge
+            on = " AND ".join(f"t.{quote_name(k)} = s.{quote_name(k)}" for k in upsert_key)
+            cursor.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(EXISTS (SELECT 1 FROM {target} t "  # noqa: S608
+                f"WHERE {on})), 0) FROM {staging} s"
+            )
+            total, matched = (int(n) for n in cursor.fetchone())
         try:
             cursor.execute(statement)
         except Exception as exc:
@@ -472,6 +479,8 @@ class MySQLLoader(Loader):
                     "published (fix the rows, or use `mode: upsert` with the key)"
                 ) from None
             raise
+        if upsert_key:
+            ctx.report_merged(total - matched, matched)
 
     @staticmethod
     def _merge_rejecting(
@@ -562,7 +571,7 @@ def _preflight(options: Any, *, create_table: bool | None) -> None:
     """Connect once; a table named by a source, or by a sink that does not create it, must
     exist (``create_table`` is ``None`` for a source)."""
     endpoint = _endpoint(options.connection, options.user, options.password)
-    with session(endpoint, "mysql") as conn:
+    with session(endpoint, "connection") as conn:
         if options.table is None or create_table or _target_columns(conn, options.table):
             return
     fix = "check `table` and `connection.database`"

@@ -31,7 +31,7 @@ from pyspark.sql.datasource import (
 from pyspark.sql.types import StructType
 
 from etl_core.datasources import arrow_schema
-from etl_core.errors import PermanentError
+from etl_core.errors import LoadError
 from etl_plugin_mysql.client import Endpoint, quote_name, session
 
 NAME = "etl_mysql"
@@ -146,7 +146,7 @@ class MySQLWriter(DataSourceArrowWriter):
                 else f"the server refused to store the {rows} rows as given (it would change "
                 "their values)"
             )
-            raise PermanentError(
+            raise LoadError(
                 f"{what} ({target}): {refused}: {detail or 'no reason given'}; fix the rows (a "
                 "transform, or a quality rule with quarantine) or the table's columns (a "
                 "duplicate key within one upsert batch is refused: deduplicate the input first)"

@@ -110,7 +110,11 @@ def translate(exc: BaseException, info: ConnInfo, what: str) -> Exception:
     ``sink 'warehouse' (analytics.daily)``) and the fix; the password is redacted."""
     state = getattr(exc, "sqlstate", None) or ""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else "the driver failed"
-    text = info.redact(re.sub(r"^\[libpq\] ", "", first))
+    # the driver's own prefixes say nothing to a user: "[libpq] ", "Execution error
+    # [PGRES_FATAL_ERROR]: ERROR:  "
+    text = info.redact(
+        re.sub(r"^(\[libpq\] )?(Execution error \[PGRES_\w+\]: )?(ERROR:\s+)?", "", first)
+    )
     kind = type(exc).__name__
     if state in ("28P01", "28000") or "password authentication failed" in text:
         return PermanentError(

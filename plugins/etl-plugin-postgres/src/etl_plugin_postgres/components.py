@@ -292,6 +292,24 @@ def _key_index(conn: psycopg.Connection, target: str, key: Sequence[str]) -> str
     return str(row[0]) if row else None
 
 
+def _matched(
+    conn: psycopg.Connection,
+    target: str,
+    stg: str,
+    staged: list[PgColumn],
+    existing: list[PgColumn],
+    key: Sequence[str],
+) -> int:
+    """How many staged rows have a key already in ``target`` (one semi-join on the key)."""
+    on = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in key)
+    select = _select_staged(stg, staged, existing)
+    (count,) = conn.execute(
+        f"SELECT count(*) FROM ({select}) AS s WHERE EXISTS "  # noqa: S608
+        f"(SELECT 1 FROM {target} AS t WHERE {on})"
+    ).fetchone()  # type: ignore[misc]
+    return int(count)
+
+
 def _select_staged(
     source: str, staged: list[PgColumn], existing: list[PgColumn], where: str = ""
 ) -> str:
@@ -634,8 +652,11 @@ class PostgresLoader(Loader):
             statement = _merge_into(stg, target, staged, existing, upsert_key)
             conn.execute(f"ANALYZE {stg}")  # the planner sizes the join by the staged rows
             conn.execute(f"SET LOCAL work_mem = {literal(conn, MERGE_WORK_MEM)}")
+        # an upsert says how many of its rows had a key already in the target: counted in the
+        # publish transaction, before the merge changes the answer
+        matched = _matched(conn, target, stg, staged, existing, upsert_key) if upsert_key else 0
         try:
-            conn.execute(statement)
+            merged = conn.execute(statement).rowcount
         except psycopg.errors.CardinalityViolation:
             raise PostgresLoader._duplicate_keys(upsert_key, what) from None
         except psycopg.errors.UniqueViolation as exc:
@@ -644,6 +665,9 @@ class PostgresLoader(Loader):
             if key_index is None or exc.diag.constraint_name != key_index:
                 raise
             raise PostgresLoader._duplicate_keys(upsert_key, what) from None
+        if upsert_key:  # rows with a matched key count in `merged` only when they update
+            updating = any(c.name not in upsert_key for c in staged)
+            ctx.report_merged(merged - matched if updating else merged, matched)
 
     @staticmethod
     def _merge_rejecting(
