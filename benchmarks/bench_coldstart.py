@@ -278,7 +278,7 @@ def main() -> None:
             print(f"  Spark JDBC: {why}")
         has_dlt, dlt_note = dlt_available()
         if has_dlt:
-            dlt = script(work, "dlt", DLT)
+            dlt = script(work, "dlt_side", DLT)
             took = median(
                 [spawn([*dlt, schema, "src", str(work / f"dlt{i}")])[0] for i in range(repeat)]
             )
