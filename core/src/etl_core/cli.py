@@ -126,14 +126,9 @@ def validate(
     """Check a pipeline file without reading data (no Spark)."""
     bound, host = _check(pipeline, overrides, allow_plaintext_secrets)
     if connect:
-        from etl_core.run.credentials import Secrets
-        from etl_core.run.preflight import preflight
+        from etl_core.run.preflight import preflight_alone
 
-        secrets = Secrets(bound, host)
-        try:
-            took = preflight(bound, secrets)
-        finally:
-            secrets.close()
+        took = preflight_alone(bound, host)
         click.echo(f"{pipeline}: credentials, connections and paths checked in {took:.2f} s")
     spec = bound.spec
     if not click.get_current_context().find_root().params.get("quiet"):

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etl_core.api import Preflight
 from etl_core.config.model import Bound, BoundPipeline, SinkSpec
 from etl_core.errors import ConfigIssue, EtlError, PreflightFailed, SecretError, short_error
 from etl_core.run.credentials import Secrets
 
-#: a check that has not answered by then is reported as such (connect timeouts are shorter)
-TIMEOUT_S = 30.0
+if TYPE_CHECKING:
+    from etl_core.plugins import PluginHost
 
 
 def blocks(bound: BoundPipeline) -> list[Bound]:
@@ -25,32 +25,40 @@ def blocks(bound: BoundPipeline) -> list[Bound]:
     return items + ([bound.dead_letter] if bound.dead_letter is not None else [])
 
 
-def preflight(bound: BoundPipeline, secrets: Secrets, *, connect: bool = True) -> float:
-    """Resolve every block's credentials and, with ``connect``, call each component's
-    ``preflight`` (all at once, one thread each). Raises :class:`PreflightFailed` listing every
-    problem with its block's path; returns the seconds it took."""
+def preflight(bound: BoundPipeline, secrets: Secrets) -> float:
+    """Resolve every block's credentials, then call each component's ``preflight`` (all at
+    once, one thread each; each client's own connect timeout bounds a check). Raises
+    :class:`PreflightFailed` listing every problem with its block's path; returns the seconds
+    it took."""
     started = time.monotonic()
-    problems: dict[str, list[str]] = {}
+    items = blocks(bound)
+    problems: dict[str, list[str]] = {item.path: [] for item in items}  # in the file's order
     checks: list[tuple[Bound, Any]] = []
-    for item in blocks(bound):
+    for item in items:
         try:
             checks.append((item, secrets.options_for(item)))
         except SecretError as exc:
-            problems.setdefault(item.path, []).append(str(exc))
-    if connect and checks:
-        with ThreadPoolExecutor(max_workers=min(len(checks), 8)) as pool:
-            futures = [(item, pool.submit(_check, bound, item, opts)) for item, opts in checks]
-            for item, future in futures:
-                try:
-                    message = future.result(timeout=TIMEOUT_S)
-                except TimeoutError:
-                    message = f"no answer within {TIMEOUT_S:.0f} s"
-                if message:
-                    problems.setdefault(item.path, []).append(secrets.redact(message))
-    issues = _issues({i.path: problems[i.path] for i in blocks(bound) if i.path in problems})
+            problems[item.path].append(str(exc))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(checks), 8))) as pool:
+        futures = [(item, pool.submit(_check, bound, item, opts)) for item, opts in checks]
+        for item, future in futures:
+            message = future.result()
+            if message:
+                problems[item.path].append(secrets.redact(message))
+    issues = _issues(problems)
     if issues:
         raise PreflightFailed(issues)
     return time.monotonic() - started
+
+
+def preflight_alone(bound: BoundPipeline, host: PluginHost) -> float:
+    """:func:`preflight` with credentials of its own, released after (``etl validate
+    --connect``, the suites' preflight case)."""
+    secrets = Secrets(bound, host)
+    try:
+        return preflight(bound, secrets)
+    finally:
+        secrets.close()
 
 
 def _check(bound: BoundPipeline, item: Bound, options: Any) -> str | None:

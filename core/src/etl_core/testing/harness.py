@@ -234,18 +234,13 @@ class ConformanceBase:
         """``preflight(sources, sinks)``: bind the pipeline and run the checks ``etl run``
         makes before Spark starts; returns their seconds or raises ``PreflightFailed``."""
         from etl_core import config
-        from etl_core.run.credentials import Secrets
-        from etl_core.run.preflight import preflight
+        from etl_core.run.preflight import preflight_alone
 
         def checker(sources: Mapping[str, Any], sinks: Mapping[str, Any]) -> float:
             pipeline = {"name": "conformance", "credentials": conformance_env}
             pipeline.update(sources=dict(sources), sinks=dict(sinks))
             bound = config.check(data=pipeline, base_dir=tmp_path, host=conformance_host)
-            secrets = Secrets(bound, conformance_host)
-            try:
-                return preflight(bound, secrets)
-            finally:
-                secrets.close()
+            return preflight_alone(bound, conformance_host)
 
         return checker
 

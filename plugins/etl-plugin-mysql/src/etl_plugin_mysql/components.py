@@ -293,10 +293,7 @@ class MySQLLoader(Loader):
         with session(endpoint, what) as conn:
             existing = _target_columns(conn, options.table)
             if existing is None and not options.create_table:
-                raise PermanentError(
-                    f"{what}: table {options.table} does not exist in {endpoint.where}; create "
-                    "it, or set `create_table: true` on the sink (it creates the database too)"
-                )
+                raise _missing(options.table, endpoint, sink=True, what=what)
             with conn.cursor() as cursor:
                 if existing is None:
                     if "." in options.table:  # `database.table`: the database first
@@ -574,10 +571,16 @@ def _preflight(options: Any, *, create_table: bool | None) -> None:
     with session(endpoint, "connection") as conn:
         if options.table is None or create_table or _target_columns(conn, options.table):
             return
+    raise _missing(options.table, endpoint, sink=create_table is not None)
+
+
+def _missing(table: str, endpoint: Endpoint, *, sink: bool, what: str = "") -> PermanentError:
+    """A source's or sink's table is not there: where was looked, and the fix."""
     fix = "check `table` and `connection.database`"
-    if create_table is not None:
+    if sink:
         fix += ", create the table, or set `create_table: true` (it creates the database too)"
-    raise PermanentError(f"table {options.table} does not exist in {endpoint.where}; {fix}")
+    head = f"{what}: " if what else ""
+    return PermanentError(f"{head}table {table} does not exist in {endpoint.where}; {fix}")
 
 
 def _target_columns(conn: Any, table: str) -> list[str] | None:
