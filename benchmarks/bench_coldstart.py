@@ -44,7 +44,7 @@ from bench_postgres import COLUMNS, CONNECTION, FILL, JDBC_URL, PG
 from dbbench import dlt_available, jdbc_jar
 
 HERE = Path(__file__).resolve().parent
-ETL = shutil.which("etl") or str(Path(sys.executable).with_name("etl"))
+ETL = str(Path(sys.executable).with_name("etl"))  # not a pyenv shim, which adds its own start
 
 SESSION = """
 import json, sys, time

@@ -5,7 +5,9 @@ A subprocess on purpose: signals and exit codes are process behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -184,3 +186,47 @@ def test_ctrl_c_prints_one_line_and_exits_at_once(tmp_path, phase):
     time.sleep(0.5)
     assert group_members(process.pid) == []
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.parquet"))
+
+
+def test_a_run_ends_after_its_jvm_which_maps_the_prepared_class_data_archive(tmp_path):
+    """`etl engine prepare` (nothing to do when the archive is there), then a run: its JVM
+    maps the archive (seen in /proc/PID/maps while it runs), and when `etl run` exits, no
+    process of the run is left (the JVM is waited for, not left to exit on its own)."""
+    prepared = subprocess.run(
+        [*etl_command(), "engine", "prepare"], capture_output=True, text=True, timeout=600
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    archive = re.search(r"(/\S+\.jsa) \(", prepared.stdout).group(1)  # type: ignore[union-attr]
+    assert Path(archive).is_file(), prepared.stdout
+    (tmp_path / "users.csv").write_text("user_id,name\n1,ann\n2,bob\n")
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE)
+    out, err = (open(tmp_path / name, "w+") for name in ("stdout", "stderr"))  # noqa: SIM115
+    process = subprocess.Popen(
+        [*etl_command(), "run", "pipeline.yaml", "--set", "transforms.many.query=TABLE users"],
+        cwd=tmp_path,
+        stdout=out,  # files, not pipes: the JVM writes to them too, and reading a pipe to its
+        stderr=err,  # end would wait for the JVM as well as for etl
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )
+    mapped = False
+    try:
+        while process.poll() is None and not mapped:
+            for member in group_members(process.pid):
+                pid, name = member.split(" ", 1)
+                if name == "java":
+                    with contextlib.suppress(OSError):
+                        mapped = archive in Path(f"/proc/{pid}/maps").read_text()
+            time.sleep(0.05)
+        process.wait(timeout=300)
+        left = group_members(process.pid)  # at once: no sleep before looking
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    stdout, stderr = ((tmp_path / name).read_text() for name in ("stdout", "stderr"))
+    assert process.returncode == 0, stderr
+    assert "published: out" in stdout
+    assert mapped, "the run's JVM did not map the archive"
+    assert left == []

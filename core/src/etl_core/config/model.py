@@ -27,6 +27,8 @@ class EngineSpec:
     driver_memory: str = "2g"
     #: count every dataset, not only sources, sinks' inputs and datasets that route rows
     count_every_dataset: bool = False
+    #: map the JVM class-data archive of ``etl engine prepare`` when there is one
+    class_data_sharing: bool = True
 
 
 @attrs.frozen

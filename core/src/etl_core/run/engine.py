@@ -27,6 +27,10 @@ DEFAULT_CONF = {
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     "spark.hadoop.parquet.enable.summary-metadata": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # pyspark records the Python call site of every Column/function call (a JVM round trip
+    # and a stack walk each, and an IPython import where IPython is installed); the call sites
+    # would be etl's own code, not the pipeline file's
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 #: launcher lines that say nothing to a user of etl
 _NOISE = (
@@ -43,9 +47,14 @@ def _log4j_config() -> str:
 
 def spark_conf(engine: EngineSpec, app_name: str) -> dict[str, str]:
     conf = {**DEFAULT_CONF, "spark.app.name": app_name, "spark.driver.memory": engine.driver_memory}
-    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{_log4j_config()}"
-    conf["spark.executor.extraJavaOptions"] = conf["spark.driver.extraJavaOptions"]
+    log4j = f"-Dlog4j2.configurationFile=file:{_log4j_config()}"
+    conf["spark.executor.extraJavaOptions"] = log4j
+    conf["spark.driver.extraJavaOptions"] = log4j
     conf.update(engine.conf)
+    if engine.class_data_sharing and not engine.remote:
+        from etl_core.run.classdata import with_archive
+
+        conf["spark.driver.extraJavaOptions"] = with_archive(conf)
     return conf
 
 
@@ -153,3 +162,41 @@ def get_spark(engine: EngineSpec, app_name: str = "etl") -> SparkSession:
     for key, value in conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def stop_engine(timeout: float = 60) -> None:
+    """Stop the process's session and wait until the JVM etl launched has exited, so that the
+    process ends after its JVM: a scheduler that sees ``etl run`` end may start the next run
+    at once (and ``etl engine prepare``'s JVM writes its archive as it exits)."""
+    import warnings
+
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    gateway = SparkContext._gateway  # noqa: SLF001
+    if gateway is None:
+        return
+    with warnings.catch_warnings():  # "Unable to cleanly shutdown": the JVM is gone already
+        warnings.simplefilter("ignore")
+        try:
+            session = SparkSession.getActiveSession()
+            if session is not None:
+                session.stop()
+            elif SparkContext._active_spark_context is not None:  # noqa: SLF001
+                SparkContext._active_spark_context.stop()  # noqa: SLF001
+        except Exception:  # a dead JVM: nothing left to stop
+            logging.getLogger("etl").debug("stopping Spark", exc_info=True)
+    proc = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    SparkContext._gateway = None  # noqa: SLF001
+    SparkContext._jvm = None  # noqa: SLF001
+    if proc is not None:
+        if proc.stdin is not None:
+            proc.stdin.close()  # the gateway server exits when its stdin closes
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
