@@ -10,7 +10,7 @@ import pytest
 
 from etl_core.config.model import EngineSpec
 from etl_core.run import classdata
-from etl_core.run.engine import spark_conf
+from etl_core.run.engine import class_data_missing, spark_conf
 
 
 @pytest.fixture
@@ -36,13 +36,13 @@ def driver_options(engine: EngineSpec) -> str:
 def test_a_session_maps_the_archive_only_once_one_is_prepared(cache):
     engine = EngineSpec()
     assert "SharedArchiveFile" not in driver_options(engine)
-    assert classdata.missing(engine)
+    assert class_data_missing(engine)
     path = fake_archive(spark_conf(engine, "t"))
     assert path.parent == cache
     options = driver_options(engine)
     assert f"-XX:SharedArchiveFile={path}" in options
     assert "-Dlog4j2.configurationFile=" in options  # etl's own options stay
-    assert not classdata.missing(engine)
+    assert not class_data_missing(engine)
 
 
 def test_an_archive_cut_short_is_never_mapped(cache):
@@ -59,7 +59,7 @@ def test_jars_key_their_own_archive_and_settings_can_turn_it_off(cache):
         spark_conf(EngineSpec(), "t")
     )
     assert "SharedArchiveFile" not in driver_options(EngineSpec(class_data_sharing=False))
-    assert not classdata.missing(EngineSpec(class_data_sharing=False))
+    assert not class_data_missing(EngineSpec(class_data_sharing=False))
     own = EngineSpec(conf={"spark.driver.extraJavaOptions": "-Xshare:off"})
     assert driver_options(own) == "-Xshare:off"  # the user's own choice is left as it is
     mine = EngineSpec(conf={"spark.driver.extraJavaOptions": "-Xmx3g"})

@@ -191,7 +191,7 @@ def run(
 
     from etl_core.health import HealthServer, RunControl, RunInterrupted, graceful_shutdown
     from etl_core.progress import ConsoleProgress
-    from etl_core.run.engine import stop_engine
+    from etl_core.run.engine import jvm_up, stop_engine
     from etl_core.run.runner import run as run_pipeline
 
     quiet = ctx.obj["quiet"]
@@ -202,7 +202,8 @@ def run(
     control = RunControl()
     try:
         with ExitStack() as stack:
-            stack.callback(stop_engine)  # last: the process ends after its JVM
+            if not jvm_up():  # else a session this process had before (embedded, tests)
+                stack.callback(stop_engine)  # last: the process ends after the run's JVM
             if health_port is not None:
                 stack.enter_context(HealthServer(control, health_port, health_host))
             stack.enter_context(graceful_shutdown(control))
@@ -223,9 +224,9 @@ def run(
     _write_report(report_file, metrics)
     click.echo(render_report(metrics))
     if not quiet and sys.stderr.isatty():
-        from etl_core.run.classdata import missing
+        from etl_core.run.engine import class_data_missing
 
-        if missing(bound.spec.engine):
+        if class_data_missing(bound.spec.engine):
             click.echo("· tip: `etl engine prepare` (once) makes later runs start sooner", err=True)
 
 
@@ -326,12 +327,12 @@ def engine_prepare(pipeline: str | None, force: bool, allow_plaintext_secrets: b
     JVMs map at start: about 4 s off every run's start. Once per Java, Spark and jars (with
     PIPELINE: its engine's jars and settings); again after an upgrade."""
     from etl_core.config.model import EngineSpec
-    from etl_core.run.classdata import prepare
+    from etl_core.run.engine import prepare_class_data
 
     spec = EngineSpec()
     if pipeline is not None:
         spec = _check(pipeline, (), allow_plaintext_secrets)[0].spec.engine
-    path, took = prepare(spec, force, say=lambda text: click.echo(f"· {text}", err=True))
+    path, took = prepare_class_data(spec, force, say=lambda text: click.echo(f"· {text}", err=True))
     size = path.stat().st_size / 2**20
     if took is None:
         click.echo(f"already prepared: {path} ({size:.0f} MiB); --force makes it again")

@@ -21,6 +21,7 @@ import attrs
 
 from etl_core.errors import RunFailed
 from etl_core.metrics import metric_families, render_text
+from etl_core.run.engine import jvm_up
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -58,7 +59,8 @@ class RunControl:
     spark: SparkSession | None = None
     #: a stream: a stop lets the running micro-batch finish (its jobs are not cancelled)
     finish_running: bool = False
-    #: the SIGINT handler of :func:`graceful_shutdown`, while it is installed
+    #: the SIGINT handler of :func:`graceful_shutdown`, while it is installed (the session's
+    #: start keeps it: ``get_spark(keep_sigint=...)``)
     on_signal: Any = None
     #: set when the run is over: no more jobs to cancel
     ended: threading.Event = attrs.field(factory=threading.Event)
@@ -66,12 +68,6 @@ class RunControl:
     def started(self, spark: SparkSession) -> None:
         self.spark = spark
         self.ready = True
-        # A new SparkContext replaces the SIGINT handler with pyspark's (it cancels the jobs
-        # and raises KeyboardInterrupt wherever the main thread is, py4j calls included):
-        # ours again, unless a signal came already (then a second one kills the process).
-        armed = self.on_signal is not None and self.stop_signal is None
-        if armed and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self.on_signal)
 
     def request_stop(self, signum: int) -> None:
         """Ask the run to stop. Before publishing, the Spark jobs are cancelled (from another
@@ -120,9 +116,10 @@ def graceful_shutdown(control: RunControl) -> Iterator[None]:
             signal.Signals(signum).name,
         )
         control.request_stop(signum)
-        if control.spark is None and not control.publishing:
-            # nothing staged yet: stop waiting for Spark to start (the JVM being launched
-            # exits when this process does, its stdin closing)
+        if control.spark is None and not control.publishing and not jvm_up():
+            # nothing staged yet: stop waiting for the JVM to boot (it is killed). Once its
+            # gateway is up, the session's start is a few py4j calls, which an exception
+            # raised inside would break noisily: the runner checks the request after them.
             raise RunInterrupted(signum)
 
     for s in previous:

@@ -18,17 +18,13 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from etl_core.errors import EtlError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-    from etl_core.config.model import EngineSpec
+    from collections.abc import Iterator
 
 #: driver settings that change the JVM's classpath, so the archive
 CLASSPATH_KEYS = ("spark.jars", "spark.jars.packages", "spark.driver.extraClassPath")
@@ -79,57 +75,17 @@ def with_archive(conf: dict[str, str]) -> str:
     return f"{options} -XX:SharedArchiveFile={path} {QUIET}".strip()
 
 
-def missing(engine: EngineSpec) -> bool:
-    """Sessions of ``engine`` would map an archive, but there is none (yet)."""
-    from etl_core.run.engine import spark_conf
-
-    if not engine.class_data_sharing or engine.remote:
-        return False
-    return "SharedArchiveFile" not in spark_conf(engine, "etl")["spark.driver.extraJavaOptions"]
-
-
-def prepare(
-    engine: EngineSpec, force: bool = False, say: Callable[[str], object] = print
-) -> tuple[Path, float | None]:
-    """Make the archive for sessions with ``engine``'s settings: a session records the classes
-    of a small workload, its JVM writes them when it exits. Returns the path and the seconds
-    taken (``None``: a usable archive was there, and not ``force``). Runs in a process with no
-    Spark session of its own yet (``etl engine prepare``)."""
-    import attrs
-    from pyspark import SparkContext
-
-    from etl_core.run.engine import get_spark, spark_conf, stop_engine
-
-    if SparkContext._gateway is not None:  # noqa: SLF001
-        raise EtlError("etl engine prepare: this process already runs a JVM; run it on its own")
-    started = time.monotonic()
-    conf = spark_conf(attrs.evolve(engine, class_data_sharing=False), "etl-prepare")
-    path = archive_path(conf)
-    if path is None:
-        raise EtlError("no java found (JAVA_HOME or PATH): Spark needs Java 17 or newer")
-    if usable(path) and not force:
-        return path, None
-    say("recording the classes of a small Spark workload (about 30 s)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    options = f"{conf['spark.driver.extraJavaOptions']} -XX:ArchiveClassesAtExit={partial} {QUIET}"
-    recording = {**engine.conf, "spark.driver.extraJavaOptions": options}
-    try:
-        spark = get_spark(attrs.evolve(engine, conf=recording))
-        with tempfile.TemporaryDirectory(prefix="etl-prepare-") as work:
-            _workload(spark, Path(work))
-            stop_engine()  # the JVM writes the archive as it exits
-        _check(partial)
-        os.replace(partial, path)
-        meta = path.with_suffix(".json.tmp")
-        meta.write_text(json.dumps({"size": path.stat().st_size, "java": _java()}))
-        os.replace(meta, path.with_suffix(".json"))
-    finally:
-        partial.unlink(missing_ok=True)
-    return path, time.monotonic() - started
+def install(partial: Path, path: Path) -> None:
+    """Put the archive a recording JVM wrote at ``partial`` in place as ``path``, with the size
+    that makes it :func:`usable`, once a JVM starts with it."""
+    check(partial)
+    os.replace(partial, path)
+    meta = path.with_suffix(".json.tmp")
+    meta.write_text(json.dumps({"size": path.stat().st_size, "java": _java()}))
+    os.replace(meta, path.with_suffix(".json"))
 
 
-def _check(partial: Path) -> None:
+def check(partial: Path) -> None:
     """A JVM starts with the archive (one cut short by a full disk would crash it)."""
     java = _java()
     if not partial.exists() or java is None:
@@ -143,7 +99,7 @@ def _check(partial: Path) -> None:
         raise EtlError(f"the class-data archive the JVM wrote does not load ({partial})")
 
 
-def _workload(spark: object, work: Path) -> None:
+def workload(spark: object, work: Path) -> None:
     """What most runs do, small: a Python data source, a join, an aggregate, a window, and
     Parquet, CSV and JSON written and read back."""
     from pyspark.sql import SparkSession, Window

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 from etl_core.errors import EtlError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from pyspark.sql import SparkSession
 
     from etl_core.config.model import EngineSpec
@@ -135,8 +139,12 @@ def _quiet_query_context_loggers() -> None:
             PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def get_spark(engine: EngineSpec, app_name: str = "etl") -> SparkSession:
-    """The process's session: created on first use with the engine's settings, then reused."""
+def get_spark(engine: EngineSpec, app_name: str = "etl", keep_sigint: Any = None) -> SparkSession:
+    """The process's session: created on first use with the engine's settings, then reused.
+
+    ``keep_sigint``: a SIGINT handler to keep. A new SparkContext installs pyspark's own (it
+    cancels the jobs and raises KeyboardInterrupt inside whatever py4j call is running, which
+    suits a notebook); ``etl run`` puts its own back as soon as the context exists."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -158,10 +166,22 @@ def get_spark(engine: EngineSpec, app_name: str = "etl") -> SparkSession:
     master = engine.master or "local[*]"
     conf["spark.master"] = master
     _launch_quiet_gateway(conf)
+    if keep_sigint is not None:
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext.getOrCreate(SparkConf().setAll(list(conf.items())))
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, keep_sigint)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def jvm_up() -> bool:
+    """This process has a JVM (a Spark gateway) up; never imports pyspark to find out."""
+    pyspark = sys.modules.get("pyspark")
+    return pyspark is not None and pyspark.SparkContext._gateway is not None  # noqa: SLF001
 
 
 def stop_engine(timeout: float = 60) -> None:
@@ -170,7 +190,7 @@ def stop_engine(timeout: float = 60) -> None:
     at once (and ``etl engine prepare``'s JVM writes its archive as it exits)."""
     import warnings
 
-    if "pyspark" not in sys.modules:
+    if not jvm_up():
         return
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
@@ -200,3 +220,53 @@ def stop_engine(timeout: float = 60) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def class_data_missing(engine: EngineSpec) -> bool:
+    """Sessions of ``engine`` would map a class-data archive, but there is none (yet)."""
+    if not engine.class_data_sharing or engine.remote:
+        return False
+    return "SharedArchiveFile" not in spark_conf(engine, "etl")["spark.driver.extraJavaOptions"]
+
+
+def prepare_class_data(
+    engine: EngineSpec, force: bool = False, say: Callable[[str], object] = print
+) -> tuple[Path, float | None]:
+    """Make the class-data archive (:mod:`~etl_core.run.classdata`) for sessions with
+    ``engine``'s settings: a session runs a small workload, its JVM writes the classes it
+    loaded as it exits. Returns the path and the seconds taken (``None``: a usable archive was
+    there, and not ``force``). The process must not have started Spark yet."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import attrs
+    from pyspark import SparkContext
+
+    from etl_core.run import classdata
+
+    if SparkContext._gateway is not None:  # noqa: SLF001
+        raise EtlError("etl engine prepare: this process already runs a JVM; run it on its own")
+    started = time.monotonic()
+    conf = spark_conf(attrs.evolve(engine, class_data_sharing=False), "etl-prepare")
+    path = classdata.archive_path(conf)
+    if path is None:
+        raise EtlError("no java found (JAVA_HOME or PATH): Spark needs Java 17 or newer")
+    if classdata.usable(path) and not force:
+        return path, None
+    say("recording the classes of a small Spark workload (about 30 s)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    options = conf["spark.driver.extraJavaOptions"]
+    recording = f"{options} -XX:ArchiveClassesAtExit={partial} {classdata.QUIET}"
+    try:
+        spark = get_spark(
+            attrs.evolve(engine, conf={**engine.conf, "spark.driver.extraJavaOptions": recording})
+        )
+        with tempfile.TemporaryDirectory(prefix="etl-prepare-") as work:
+            classdata.workload(spark, Path(work))
+        stop_engine()  # the JVM writes the archive as it exits
+        classdata.install(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path, time.monotonic() - started

@@ -385,7 +385,8 @@ def _start_spark(
     if control is not None:
         control.check()
     say("starting Spark")
-    spark = get_spark(bound.spec.engine, app_name=f"etl:{bound.spec.name}")
+    keep = control.on_signal if control is not None else None
+    spark = get_spark(bound.spec.engine, app_name=f"etl:{bound.spec.name}", keep_sigint=keep)
     if control is not None:
         control.check()
     return spark

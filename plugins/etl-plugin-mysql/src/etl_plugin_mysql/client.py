@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import attrs
 
-from etl_core.api import EtlError, PermanentError, TransientError
+from etl_core.errors import EtlError, PermanentError, TransientError
 
 #: MySQL error numbers where retrying may help
 TRANSIENT_CODES = frozenset(
