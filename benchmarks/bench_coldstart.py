@@ -11,14 +11,17 @@ Sides (wall time of the whole process, median of ``--repeat``):
   the Python side's imports);
 - etl in process, twice: the PostgreSQL → Parquet pipeline run twice on one session: the first
   run's penalty over the second, against the Python data source floor's;
-- etl one-shot: ``etl run pipeline.yaml`` as a process, its progress lines time-stamped by
-  this script to cut the wall time into phases (start → preflight → Spark up → staged →
-  published → exit);
-- Spark JDBC one-shot: a process that starts a session with the PostgreSQL JDBC jar, reads
-  the table with 2 partitions and writes Parquet;
-- dlt one-shot: a process running dlt's ``sql_table`` (connectorx) → parquet files.
+- one-shot, each a fresh spawned process (``spawned.py``, as the database benchmarks): ``etl
+  run`` without and with the class-data archive of ``etl engine prepare`` (run first: a
+  one-time step, timed), Spark JDBC (the PostgreSQL jar, 2 partitions → Parquet) and dlt's
+  ``sql_table`` (connectorx) → parquet files.
 
-    python benchmarks/bench_coldstart.py [--rows 2000000] [--repeat 3] [--smoke]
+``--profile`` instead takes one spawned ``etl run`` apart, without and with the archive: its
+progress lines, each Python worker process Spark starts (with what it imports, ``python -X
+importtime``) and Spark's event log (application, SQL execution, job and task times), on one
+time line from the command's start.
+
+    python benchmarks/bench_coldstart.py [--rows 2000000] [--repeat 3] [--smoke] [--profile]
 
 Needs the machine's PostgreSQL (127.0.0.1:5432, database test, trust auth). See README.md
 ("Where a cold run's time goes").
@@ -34,26 +37,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from bench_postgres import COLUMNS, CONNECTION, FILL, JDBC_URL, PG
+import spawned
+from bench_postgres import COLUMNS, CONNECTION, FILL, JDBC_URL, PG, URI
 from dbbench import dlt_available, jdbc_jar
-
-HERE = Path(__file__).resolve().parent
-ETL = str(Path(sys.executable).with_name("etl"))  # not a pyenv shim, which adds its own start
+from spawned import ETL, script, spawn
 
 SESSION = """
 import json, sys, time
 t0 = time.monotonic()
 from pyspark.sql import SparkSession
-builder = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-for jar in sys.argv[2:]:
-    builder = builder.config("spark.jars", jar)
-spark = builder.getOrCreate()
+spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
 t1 = time.monotonic()
 """
 
@@ -87,8 +85,8 @@ class Reader(DataSourceReader):
     def read(self, partition):
         yield pa.record_batch([pa.array(range(1000), pa.int64())], names=["id"])
 
-spark.dataSource.register(One)
-def job():
+def job():  # registering is part of a read's work (the first one initialises session state)
+    spark.dataSource.register(One)
     return spark.read.format("one_batch").load().selectExpr("sum(id)").collect()
 t2 = time.monotonic(); job(); t3 = time.monotonic(); job(); t4 = time.monotonic()
 spark.stop()
@@ -102,7 +100,7 @@ t0 = time.monotonic()
 from etl_core.config.model import EngineSpec
 from etl_core.run.engine import get_spark
 from etl_core.testing import run_pipeline
-spark = get_spark(EngineSpec(master="local[2]"))
+spark = get_spark(EngineSpec(master="local[2]", class_data_sharing=sys.argv[2] == "on"))
 t1 = time.monotonic()
 times = []
 for _ in range(2):
@@ -113,69 +111,72 @@ spark.stop()
 print(json.dumps({"session": t1 - t0, "first": times[0], "second": times[1]}))
 """
 
-JDBC = (
-    SESSION
-    + """
-table, out, rows = sys.argv[1].split(",")
-df = (spark.read.format("jdbc").option("url", "{url}").option("dbtable", table)
-      .option("user", "postgres").option("driver", "org.postgresql.Driver")
-      .option("fetchsize", 10000).option("partitionColumn", "id").option("lowerBound", 1)
-      .option("upperBound", int(rows) + 1).option("numPartitions", 2).load())
-df.write.mode("overwrite").parquet(out)
-spark.stop()
-"""
-)
-
-DLT = """
-import sys
-import dlt
-from dlt.sources.sql_database import sql_table
-schema, table, out = sys.argv[1:4]
-source = sql_table(credentials="postgresql://postgres@127.0.0.1:5432/test", schema=schema,
-                   table=table, backend="connectorx")
-pipeline = dlt.pipeline(pipeline_name="cold", pipelines_dir=out + "/p",
-                        destination=dlt.destinations.filesystem(bucket_url=out + "/data"),
-                        dataset_name="cold")
-pipeline.run(source, loader_file_format="parquet")
+WORKER = """#!/bin/sh
+# a Spark Python worker (or daemon), started with -X importtime: its start and imports logged
+echo "$(date +%s.%N) $$ $*" >> {log}/workers.log
+exec {python} -X importtime "$@" 2>>{log}/imports.$$
 """
 
 
-def spawn(command: list[str], **kwargs: Any) -> tuple[float, str, str]:
-    started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
-    took = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
-    return took, done.stdout, done.stderr
-
-
-def script(work: Path, name: str, text: str) -> list[str]:
-    path = work / f"{name}.py"
-    path.write_text(textwrap.dedent(text))
-    return [sys.executable, str(path)]
-
-
-def etl_phases(pipeline: Path) -> dict[str, float]:
-    """``etl run`` as a process; each progress line's time since the start, and the exit."""
-    started = time.monotonic()
+def profile(pipeline: Path, work: Path, archive: bool) -> None:
+    """One spawned ``etl run`` taken apart: its progress lines, the start of each Python worker
+    process Spark launches (and what each imports, ``-X importtime``), and Spark's event log
+    (application, SQL execution, job, stage and task times), on one time line from the
+    command's start."""
+    log = work / f"profile-{archive}"
+    (log / "events").mkdir(parents=True)
+    wrapper = log / "python.sh"
+    wrapper.write_text(WORKER.format(log=log, python=sys.executable))
+    wrapper.chmod(0o755)
+    spec = json.loads(pipeline.read_text())
+    spec["engine"]["class_data_sharing"] = archive
+    spec["engine"]["conf"] = {
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": str(log / "events"),
+        "spark.eventLog.compress": "false",
+        "spark.eventLog.rolling.enabled": "false",
+    }
+    (log / "pipeline.json").write_text(json.dumps(spec))
+    t0 = time.time()
+    env = {**os.environ, "PYSPARK_PYTHON": str(wrapper)}
     process = subprocess.Popen(
-        [ETL, "run", str(pipeline)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    marks: dict[str, float] = {}
+        [ETL, "run", str(log / "pipeline.json")], stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    line: list[tuple[float, str]] = []
     assert process.stderr is not None
-    for line in process.stderr:
-        text = line.lstrip("· ").strip()
-        for key in ("preflight passed", "starting Spark", "staging", "staged", "publishing"):
-            if text.startswith(key) and key not in marks:
-                marks[key] = time.monotonic() - started
-    if process.wait() != 0:
-        raise SystemExit(f"etl run {pipeline} failed")
-    marks["exit"] = time.monotonic() - started
-    return marks
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+    for text in process.stderr:
+        line.append((time.time() - t0, "etl: " + text.strip()))
+    assert process.wait() == 0, "\n".join(text for _, text in line)
+    line.append((time.time() - t0, "etl run exited (its JVM stopped)"))
+    for entry in (log / "workers.log").read_text().splitlines():
+        at, pid, *command = entry.split()
+        imports = log / f"imports.{pid}"
+        rows = [r.split("|") for r in imports.read_text().splitlines() if r.startswith("import")]
+        top = [(r[2].strip(), int(r[1])) for r in rows[1:] if not r[2].startswith("  ")]
+        total = sum(us for _, us in top) / 1000
+        ours = sum(us for name, us in top if name.startswith("etl_")) / 1000
+        line.append((float(at) - t0, f"Python worker {command[-1]} started: imports "
+                     f"{total:.0f} ms in all, etl's modules {ours:.0f} ms"))  # fmt: skip
+    for entry in (next((log / "events").iterdir())).read_text().splitlines():
+        event = json.loads(entry)
+        kind = event["Event"].rsplit(".", 1)[-1]
+        if kind == "SparkListenerTaskEnd":
+            info, m = event["Task Info"], event.get("Task Metrics", {})
+            took = (info["Finish Time"] - info["Launch Time"]) / 1000
+            cpu, gc = m.get("Executor CPU Time", 0) / 1e6, m.get("JVM GC Time", 0)
+            what = f"task {info['Task ID']}: {took:.2f} s (JVM CPU {cpu:.0f} ms, GC {gc} ms)"
+            line.append((info["Launch Time"] / 1000 - t0, what))
+        elif kind in ("SparkListenerJobStart", "SparkListenerJobEnd"):
+            at = event.get("Submission Time") or event.get("Completion Time")
+            line.append((at / 1000 - t0, f"{kind[13:]} {event['Job ID']}"))
+        elif kind in ("SparkListenerSQLExecutionStart", "SparkListenerSQLExecutionEnd"):
+            line.append((event["time"] / 1000 - t0, f"{kind[13:]} {event['executionId']}"))
+        elif kind in ("SparkListenerApplicationStart", "SparkListenerExecutorAdded"):
+            line.append((event["Timestamp"] / 1000 - t0, kind[13:]))
+    print(f"profile of one spawned etl run ({'with' if archive else 'without'} the archive):")
+    for at, what in sorted(line):
+        print(f"  {at:6.2f} s  {what}")
 
 
 def main() -> None:
@@ -183,10 +184,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="10,000 rows, one repetition")
+    parser.add_argument(
+        "--profile", action="store_true", help="take one spawned etl run apart, then stop"
+    )
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     rows, repeat = (10_000, 1) if args.smoke else (args.rows, args.repeat)
     os.environ["BENCH_PG_USER"] = "postgres"
-    work = Path(tempfile.mkdtemp(prefix="etl-cold-"))
+    work = Path(tempfile.mkdtemp(prefix="etl-cold-")).resolve()
     schema = f"bench_cold_{os.getpid()}"
     admin = psycopg.connect(**PG, autocommit=True)
     try:
@@ -195,103 +200,95 @@ def main() -> None:
         admin.execute(FILL.format(table=f"{schema}.src", low=1, high=rows, prefix="name"))
         admin.execute(f"ANALYZE {schema}.src")
         pipeline = work / "pipeline.yaml"
-        pipeline.write_text(
-            json.dumps(
-                {
-                    "name": "cold",
-                    "engine": {"master": "local[2]"},
-                    "credentials": {"pg": {"provider": "env", "fields": {"user": "BENCH_PG_USER"}}},
-                    "sources": {
-                        "src": {
-                            "type": "postgres",
-                            "connection": CONNECTION,
-                            "table": f"{schema}.src",
-                            "credentials": "pg",
-                            "partition_column": "id",
-                            "partitions": 2,
-                        }
-                    },
-                    "sinks": {
-                        "out": {
-                            "type": "files",
-                            "input": "src",
-                            "format": "parquet",
-                            "path": str(work / "etl-out"),
-                            "mode": "overwrite",
-                        }
-                    },
-                }
-            )
+        pipeline.write_text(json.dumps(pipeline_spec(schema, work)))
+        prepared = time.monotonic()
+        spawn([ETL, "engine", "prepare"])  # nothing to do when the archive is there
+        prepared = time.monotonic() - prepared
+        if args.profile:
+            profile(pipeline, work, archive=False)
+            profile(pipeline, work, archive=True)
+            return
+        compare(pipeline, work, schema, rows, repeat, prepared)
+    finally:
+        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def pipeline_spec(schema: str, work: Path) -> dict[str, Any]:
+    return {
+        "name": "cold",
+        "engine": {"master": "local[2]"},
+        "credentials": {"pg": {"provider": "env", "fields": {"user": "BENCH_PG_USER"}}},
+        "sources": {
+            "src": {
+                "type": "postgres",
+                "connection": CONNECTION,
+                "table": f"{schema}.src",
+                "credentials": "pg",
+                "partition_column": "id",
+                "partitions": 2,
+            }
+        },
+        "sinks": {
+            "out": {
+                "type": "files",
+                "input": "src",
+                "format": "parquet",
+                "path": str(work / "etl-out"),
+                "mode": "overwrite",
+            }
+        },
+    }
+
+
+def compare(
+    pipeline: Path, work: Path, schema: str, rows: int, repeat: int, prepared: float
+) -> None:
+    print(f"cold start: {rows:,} rows x 6 columns, PostgreSQL -> Parquet, {repeat} runs each")
+    print(f"  etl engine prepare                      {prepared:6.2f} s (once; ~0 when made)")
+    for name, command in (("etl --help", [ETL, "--help"]), ("etl plugins", [ETL, "plugins"])):
+        took = statistics.median([spawn(command)[0] for _ in range(repeat)])
+        print(f"  {name:<40} {took:6.2f} s (target < 1 s)")
+
+    floors = {}
+    for name, text in (("spark.range", FLOOR_RANGE), ("Python data source", FLOOR_DATA_SOURCE)):
+        runs = [json.loads(spawn(script(work, "floor", text))[1]) for _ in range(repeat)]
+        floor = {k: statistics.median([r[k] for r in runs]) for k in runs[0]}
+        floors[name] = floor
+        print(
+            f"  floor {name:<34} session {floor['session']:5.2f} s, first job "
+            f"{floor['first']:5.2f} s, second {floor['second']:5.2f} s: first-job penalty "
+            f"{floor['first'] - floor['second']:5.2f} s"
         )
-        print(f"cold start: {rows:,} rows x 6 columns, PostgreSQL -> Parquet, {repeat} runs each")
-
-        for name, command in (("etl --help", [ETL, "--help"]), ("etl plugins", [ETL, "plugins"])):
-            took = median([spawn(command)[0] for _ in range(repeat)])
-            print(f"  {name:<40} {took:6.2f} s (target < 1 s)")
-
-        floors = {}
-        for name, text in (("spark.range", FLOOR_RANGE), ("Python data source", FLOOR_DATA_SOURCE)):
-            runs = [json.loads(spawn(script(work, "floor", text))[1]) for _ in range(repeat)]
-            floor = {k: median([r[k] for r in runs]) for k in runs[0]}
-            floors[name] = floor
-            print(
-                f"  floor {name:<34} session {floor['session']:5.2f} s, first job "
-                f"{floor['first']:5.2f} s, second {floor['second']:5.2f} s: first-job penalty "
-                f"{floor['first'] - floor['second']:5.2f} s"
-            )
-
+    floor_penalty = floors["Python data source"]["first"] - floors["Python data source"]["second"]
+    for archive in ("off", "on"):
         runs = [
-            json.loads(spawn([*script(work, "twice", ETL_TWICE), str(pipeline)])[1])
+            json.loads(spawn([*script(work, "twice", ETL_TWICE), str(pipeline), archive])[1])
             for _ in range(repeat)
         ]
-        twice = {k: median([r[k] for r in runs]) for k in runs[0]}
+        twice = {k: statistics.median([r[k] for r in runs]) for k in runs[0]}
         penalty = twice["first"] - twice["second"]
-        floor_penalty = (
-            floors["Python data source"]["first"] - floors["Python data source"]["second"]
-        )
         print(
-            f"  etl in process, twice                   session {twice['session']:5.2f} s, "
+            f"  etl in process, twice, archive {archive:<4}    session {twice['session']:5.2f} s, "
             f"first run {twice['first']:5.2f} s, second {twice['second']:5.2f} s: first-run "
             f"penalty {penalty:5.2f} s = {penalty / floor_penalty:.2f}x the Python data source "
             "floor's (target <= 1.5x)"
         )
 
-        phases = [etl_phases(pipeline) for _ in range(repeat)]
-        marks = {k: median([p[k] for p in phases]) for k in phases[0]}
-        etl_wall = marks["exit"]
-        print(f"  etl run (spawned)                       {etl_wall:6.2f} s end to end; phases:")
-        previous = 0.0
-        for key, at in marks.items():
-            print(f"      {key:<22} at {at:6.2f} s  (+{at - previous:5.2f} s)")
-            previous = at
-
-        jar, why = jdbc_jar("postgresql")
-        if jar is not None:
-            jdbc = script(work, "jdbc", JDBC.replace("{url}", JDBC_URL))
-            target = f"{schema}.src,{work / 'jdbc-out'},{rows}"
-            took = median([spawn([*jdbc, target, jar])[0] for _ in range(repeat)])
-            print(
-                f"  Spark JDBC (spawned)                    {took:6.2f} s end to end: etl is "
-                f"{took / etl_wall:.2f}x (target >= 1.0x)"
-            )
-        else:
-            print(f"  Spark JDBC: {why}")
-        has_dlt, dlt_note = dlt_available()
-        if has_dlt:
-            dlt = script(work, "dlt_side", DLT)
-            took = median(
-                [spawn([*dlt, schema, "src", str(work / f"dlt{i}")])[0] for i in range(repeat)]
-            )
-            print(
-                f"  dlt sql_table -> parquet (spawned)      {took:6.2f} s end to end: etl is "
-                f"{took / etl_wall:.2f}x"
-            )
-        else:
-            print(f"  dlt: {dlt_note}")
-    finally:
-        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.close()
-        shutil.rmtree(work, ignore_errors=True)
+    jar, why = jdbc_jar("postgresql")
+    if jar is None:
+        print(f"  Spark JDBC: {why}")
+    jdbc = {"url": JDBC_URL, "driver": "org.postgresql.Driver", "jar": jar, "rows": rows,
+            "table": f"{schema}.src", "out": str(work / "jdbc"), "user": "postgres",
+            "password": ""}  # fmt: skip
+    has_dlt, dlt_note = dlt_available()
+    if not has_dlt:
+        print(f"  dlt: {dlt_note}")
+    dlt = {"credentials": URI, "schema": schema, "table": "src", "out": str(work / "dlt")}
+    spawned.compare(
+        pipeline_spec(schema, work), work, repeat, jdbc if jar else None, dlt if has_dlt else None
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
    Spark's JDBC reader (MariaDB Connector/J from Debian's ``libmariadb-java``, 2 partitions),
    and vs the Spark floor: the raw side's Parquet file fed to Spark by a Python data source
    from memory and written by Spark (what any Python-data-source connector costs, no database).
+   Then, each a fresh spawned process (``spawned.py``): ``etl run`` without and with the
+   class-data archive, Spark JDBC and dlt (``sql_table``, connectorx): end to end.
 2. Upsert: Parquet of ROWS rows (half of the keys new) → the table through etl (``mysql``
    sink, ``mode: upsert``) vs raw ``LOAD DATA LOCAL INFILE`` into a temporary table +
    ``INSERT … ON DUPLICATE KEY UPDATE`` with PyMySQL.
@@ -34,7 +36,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pymysql
-from dbbench import Results, jdbc_jar, measure, measure_driver, spark_floor, start_spark
+import spawned
+from dbbench import (
+    Results,
+    dlt_available,
+    jdbc_jar,
+    measure,
+    measure_driver,
+    spark_floor,
+    start_spark,
+)
 
 HOST, PORT = "127.0.0.1", 3306
 
@@ -83,11 +94,12 @@ def main() -> None:
         "--warmup", type=int, default=1, help="untimed runs between the first and the steady ones"
     )
     parser.add_argument("--cases", default="extract,upsert")
-    parser.add_argument("--baselines", default="raw,jdbc,floor")
+    parser.add_argument("--baselines", default="raw,jdbc,floor,spawned")
     parser.add_argument("--smoke", action="store_true", help="10k rows, one repeat, no JDBC")
     args = parser.parse_args()
     if args.smoke:
-        args.rows, args.upsert_rows, args.repeat, args.baselines = 10_000, None, 1, "raw,floor"
+        args.rows, args.upsert_rows, args.repeat = 10_000, None, 1
+        args.baselines = "raw,floor,spawned"
         args.warmup = 0
     rows, repeat = args.rows, args.repeat
     if (args.upsert_rows or rows) > rows:
@@ -178,6 +190,31 @@ def main() -> None:
                 )
                 assert spark.read.parquet(str(work / "jdbc")).count() == rows
                 results.ratio("extract", label, "Spark JDBC, 2 partitions")
+            if "spawned" in baselines:
+                jdbc_args = {
+                    "url": f"jdbc:mysql://{HOST}:{PORT}/{database}",
+                    "driver": "org.mariadb.jdbc.Driver",
+                    "jar": jar,
+                    "table": "src",
+                    "rows": rows,
+                    "out": str(work / "jdbc-spawned"),
+                    "user": "root",
+                    "password": "",
+                }
+                has_dlt, dlt_note = dlt_available()
+                results.note(f"dlt (spawned only): {dlt_note}")
+                dlt_args = {
+                    "credentials": f"mysql+pymysql://root@{HOST}:{PORT}/{database}",
+                    "schema": database,
+                    "table": "src",
+                    "out": str(work / "dlt"),
+                }
+                extract["engine"] = {"master": "local[2]"}
+                times = spawned.compare(
+                    extract, work, repeat, jdbc_args if jar else None, dlt_args if has_dlt else None
+                )
+                for name, took in times.items():
+                    results.note(f"spawned, end to end: {name}: {took:.2f} s")
 
         # -- upsert ------------------------------------------------------------------------
         if "upsert" in cases:

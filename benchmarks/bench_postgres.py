@@ -4,7 +4,9 @@
    ``partitions``, ``files`` sink) vs raw ADBC in one stream (``fetch_record_batch`` →
    pyarrow ``ParquetWriter``), vs raw connectorx in one stream (``read_sql`` → Parquet), vs
    Spark's JDBC reader with 2 partitions (same session), vs dlt's ``sql_database``
-   (connectorx backend) → parquet files.
+   (connectorx backend) → parquet files. Then, each a fresh spawned process (``spawned.py``):
+   ``etl run`` without and with the class-data archive, Spark JDBC, dlt: end to end, as a
+   scheduler starts them.
 2. upsert: UPSERT_ROWS rows from Parquet (two files) into a table holding UPSERT_ROWS rows,
    half of the keys new. etl (``postgres`` sink, ``mode: upsert``) vs raw psycopg ``COPY``
    (CSV from pyarrow) into a temp table + ``INSERT … ON CONFLICT``, vs dlt's ``merge``
@@ -17,7 +19,8 @@ ones at the same size (JVM warm: JIT-compiled, Python workers up); *first* = the
 Spark JDBC). See README.md ("Database connectors").
 
     python benchmarks/bench_postgres.py [--rows 1000000] [--upsert-rows N] [--repeat 2]
-        [--warmup 1] [--partitions 2] [--cases extract,upsert] [--baselines raw,jdbc,dlt,floor]
+        [--warmup 1] [--partitions 2] [--cases extract,upsert]
+        [--baselines raw,jdbc,dlt,floor,spawned]
 
 Needs the machine's PostgreSQL (127.0.0.1:5432, database test, trust auth).
 """
@@ -38,6 +41,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import spawned
 from dbbench import Results, dlt_available, jdbc_jar, measure, measure_driver, start_spark
 
 PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test", "user": "postgres"}
@@ -168,7 +172,7 @@ def main() -> None:
     )
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--cases", default="extract,upsert")
-    parser.add_argument("--baselines", default="raw,jdbc,dlt,floor")
+    parser.add_argument("--baselines", default="raw,jdbc,dlt,floor,spawned")
     args = parser.parse_args()
     rows, upsert_rows = args.rows, args.upsert_rows or args.rows
     cases, baselines = set(args.cases.split(",")), set(args.baselines.split(","))
@@ -257,6 +261,21 @@ def main() -> None:
                 assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == rows * args.repeat
                 results.add("extract", "dlt sql_database (connectorx) -> parquet", rows, runs)
                 results.ratio("extract", label, "dlt sql_database (connectorx) -> parquet")
+            if "spawned" in baselines:
+                pipeline = {"name": "bench", "engine": {"master": "local[2]"},
+                            "credentials": credentials, "sources": {"s": pg_source},
+                            "sinks": sink}  # fmt: skip
+                jdbc_args = {"url": JDBC_URL, "driver": "org.postgresql.Driver", "jar": jar,
+                             "table": source, "rows": rows, "out": str(work / "jdbc-spawned"),
+                             "user": "postgres", "password": ""}  # fmt: skip
+                dlt_args = {"credentials": URI, "schema": schema, "table": "src",
+                            "out": str(work / "dlt-spawned")}  # fmt: skip
+                times = spawned.compare(
+                    pipeline, work, args.repeat, jdbc_args if jar else None,
+                    dlt_args if has_dlt else None,
+                )  # fmt: skip
+                for name, took in times.items():
+                    results.note(f"spawned, end to end: {name}: {took:.2f} s")
 
         if "upsert" in cases:
             n, half = upsert_rows, upsert_rows // 2

@@ -51,6 +51,9 @@ def _log4j_config() -> str:
 
 def spark_conf(engine: EngineSpec, app_name: str) -> dict[str, str]:
     conf = {**DEFAULT_CONF, "spark.app.name": app_name, "spark.driver.memory": engine.driver_memory}
+    if (engine.master or "local").startswith("local"):
+        # the workers run this Python: pyspark from its package, not from pyspark.zip
+        conf["spark.python.daemon.module"] = "etl_core.daemon"
     log4j = f"-Dlog4j2.configurationFile=file:{_log4j_config()}"
     conf["spark.executor.extraJavaOptions"] = log4j
     conf["spark.driver.extraJavaOptions"] = log4j
@@ -185,33 +188,24 @@ def jvm_up() -> bool:
 
 
 def stop_engine(timeout: float = 60) -> None:
-    """Stop the process's session and wait until the JVM etl launched has exited, so that the
-    process ends after its JVM: a scheduler that sees ``etl run`` end may start the next run
-    at once (and ``etl engine prepare``'s JVM writes its archive as it exits)."""
-    import warnings
-
+    """Stop the JVM etl launched and wait until it has exited, so that the process ends after
+    its JVM: a scheduler that sees ``etl run`` end may start the next run at once (and ``etl
+    engine prepare``'s JVM writes its archive as it exits). Closing the gateway's stdin makes
+    the JVM exit; Spark's shutdown hook stops the context (0.1-0.2 s here; a
+    ``SparkSession.stop()`` first took 0.4 s more)."""
     if not jvm_up():
         return
     from pyspark import SparkContext
-    from pyspark.sql import SparkSession
 
     gateway = SparkContext._gateway  # noqa: SLF001
-    if gateway is None:
-        return
-    with warnings.catch_warnings():  # "Unable to cleanly shutdown": the JVM is gone already
-        warnings.simplefilter("ignore")
-        try:
-            session = SparkSession.getActiveSession()
-            if session is not None:
-                session.stop()
-            elif SparkContext._active_spark_context is not None:  # noqa: SLF001
-                SparkContext._active_spark_context.stop()  # noqa: SLF001
-        except Exception:  # a dead JVM: nothing left to stop
-            logging.getLogger("etl").debug("stopping Spark", exc_info=True)
     proc = getattr(gateway, "proc", None)
+    server = getattr(SparkContext._active_spark_context, "_accumulatorServer", None)  # noqa: SLF001
+    if server is not None:  # the JVM's exit ends its connection: an EOFError, and a traceback
+        server.handle_error = lambda *_: None
     gateway.shutdown()
     SparkContext._gateway = None  # noqa: SLF001
     SparkContext._jvm = None  # noqa: SLF001
+    SparkContext._active_spark_context = None  # noqa: SLF001
     if proc is not None:
         if proc.stdin is not None:
             proc.stdin.close()  # the gateway server exits when its stdin closes
