@@ -286,9 +286,12 @@ def compare(
     if not has_dlt:
         print(f"  dlt: {dlt_note}")
     dlt = {"credentials": URI, "schema": schema, "table": "src", "out": str(work / "dlt")}
-    spawned.compare(
-        pipeline_spec(schema, work), work, repeat, jdbc if jar else None, dlt if has_dlt else None
-    )
+    others = {}
+    if jar:
+        others["Spark JDBC, 2 partitions"] = spawned.jdbc_side(work, jdbc)
+    if has_dlt:
+        others["dlt sql_table -> parquet"] = spawned.dlt_side(work, dlt)
+    spawned.compare(pipeline_spec(schema, work), work, repeat, others)
 
 
 if __name__ == "__main__":

@@ -210,9 +210,12 @@ def main() -> None:
                     "out": str(work / "dlt"),
                 }
                 extract["engine"] = {"master": "local[2]"}
-                times = spawned.compare(
-                    extract, work, repeat, jdbc_args if jar else None, dlt_args if has_dlt else None
-                )
+                others = {}
+                if jar:
+                    others["Spark JDBC, 2 partitions"] = spawned.jdbc_side(work, jdbc_args)
+                if has_dlt:
+                    others["dlt sql_table -> parquet"] = spawned.dlt_side(work, dlt_args)
+                times = spawned.compare(extract, work, repeat, others)
                 for name, took in times.items():
                     results.note(f"spawned, end to end: {name}: {took:.2f} s")
 

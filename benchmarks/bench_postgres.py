@@ -270,10 +270,12 @@ def main() -> None:
                              "user": "postgres", "password": ""}  # fmt: skip
                 dlt_args = {"credentials": URI, "schema": schema, "table": "src",
                             "out": str(work / "dlt-spawned")}  # fmt: skip
-                times = spawned.compare(
-                    pipeline, work, args.repeat, jdbc_args if jar else None,
-                    dlt_args if has_dlt else None,
-                )  # fmt: skip
+                others = {}
+                if jar:
+                    others["Spark JDBC, 2 partitions"] = spawned.jdbc_side(work, jdbc_args)
+                if has_dlt:
+                    others["dlt sql_table -> parquet"] = spawned.dlt_side(work, dlt_args)
+                times = spawned.compare(pipeline, work, args.repeat, others)
                 for name, took in times.items():
                     results.note(f"spawned, end to end: {name}: {took:.2f} s")
 

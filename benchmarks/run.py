@@ -6,7 +6,9 @@ For each case and size: the inputs are generated once (not timed); the session i
 once, and each case runs both sides once untimed at each size; then the etl pipeline
 (``config.check`` + ``runner.run``) and the baseline script run N times each, alternating
 which goes first, and the medians are reported with the peak RSS of the
-whole process tree (Python driver + JVM + any Python workers). Results go to stdout and to
+whole process tree (Python driver + JVM + any Python workers). Then, unless ``--no-spawned``,
+each side once more as a scheduler starts it, a fresh process each (``spawned.py``): ``etl run``
+without and with the class-data archive, and the baseline. Results go to stdout and to
 ``benchmarks/results/<timestamp>.json``. See README.md beside this file.
 """
 
@@ -195,7 +197,14 @@ def explain_baseline(spark: Any, case: Case, data: Path) -> None:
 
 
 def bench_case(
-    spark: Any, case: Case, rows: int, repeat: int, work: Path, explain: bool, warm: bool
+    spark: Any,
+    case: Case,
+    rows: int,
+    repeat: int,
+    work: Path,
+    explain: bool,
+    warm: bool,
+    one_shot: bool = False,
 ) -> dict[str, Any]:
     data = work / "data" / str(rows)
     base_dir = work / case.name / str(rows)
@@ -239,7 +248,9 @@ def bench_case(
         explain_baseline(spark, case, data)
     compare_outputs(spark, case, base_dir)
     etl_summary, base_summary = summarize(etl_runs, rows), summarize(base_runs, rows)
+    spawned_s = spawned_sides(case, data, base_dir / "spawned") if one_shot else None
     return {
+        "spawned_end_to_end_s": spawned_s,
         "case": case.name,
         "summary": case.summary,
         "rows": rows,
@@ -251,6 +262,18 @@ def bench_case(
         "cpu_ratio": round(etl_summary["median_cpu_s"] / base_summary["median_cpu_s"], 3),
         "etl_rows_observed": {f"{m.dataset}/{m.stage}": m.rows_out for m in metrics.stages},
     }
+
+
+def spawned_sides(case: Case, data: Path, folder: Path) -> dict[str, float]:
+    """The case as a scheduler runs it, once each, a fresh process per side: ``etl run`` (without
+    and with the class-data archive) and the plain PySpark baseline (dlt does not do this work:
+    it runs no filters, joins or aggregates)."""
+    import spawned
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pipeline = {**case.pipeline(data), "engine": {"master": "local[2]"}}
+    others = {"plain PySpark": spawned.pyspark_side(folder, case.name, data)}
+    return spawned.compare(pipeline, folder, 1, others)
 
 
 def warm_up(spark: Any, cases: list[Case], work: Path, full: bool = True) -> float:
@@ -352,6 +375,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--explain", action="store_true", help="print both sides' Spark plans")
     parser.add_argument(
+        "--no-spawned",
+        dest="spawned",
+        action="store_false",
+        help="skip the one-shot sides (etl run and plain PySpark, each a fresh process)",
+    )
+    parser.add_argument(
         "--results", type=Path, default=HERE / "results", help="folder for the JSON results"
     )
     args = parser.parse_args(argv)
@@ -392,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
             repeat = args.repeat or (3 if rows <= 1_000_000 else 1)
             for case in args.cases:
                 results.append(
-                    bench_case(spark, case, rows, repeat, work, args.explain, not args.smoke)
+                    bench_case(
+                        spark, case, rows, repeat, work, args.explain, not args.smoke, args.spawned
+                    )
                 )
     finally:
         if not args.keep:

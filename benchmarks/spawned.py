@@ -1,7 +1,7 @@
-"""One-shot runs as a scheduler starts them, for every database benchmark: etl, Spark JDBC and
-dlt each as a fresh spawned process doing the same extract (table -> Parquet), so that their end
-to end times, session start and first-run warm-up included, compare fairly. See README.md
-("Cold start").
+"""One-shot runs as a scheduler starts them, for the database and files benchmarks: etl and each
+baseline (Spark JDBC, dlt, plain PySpark) as a fresh spawned process doing the same work, so
+that their end to end times, session start and first-run warm-up included, compare fairly. See
+README.md ("Cold start").
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+HERE = Path(__file__).resolve().parent
 ETL = str(Path(sys.executable).with_name("etl"))  # not a pyenv shim, which adds its own start
 
 #: argv[1]: JSON {url, driver, table, rows, out, user, password, jar}
@@ -71,41 +73,62 @@ def etl_once(pipeline: dict[str, Any], work: Path, *extra: str) -> float:
     return spawn([ETL, "run", str(path), *extra])[0]
 
 
+#: argv[1]: JSON {here, case, data, out}: a case of bench_cases.py in plain PySpark
+BASELINE = """
+import json, sys
+from pathlib import Path
+a = json.loads(sys.argv[1])
+sys.path.insert(0, a["here"])
+from pyspark.sql import SparkSession
+import bench_cases
+spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+bench_cases.CASES[a["case"]].baseline(spark, Path(a["data"]), Path(a["out"]))
+spark.stop()
+"""
+
+
+def jdbc_side(work: Path, arguments: dict[str, Any]) -> Callable[[], list[str]]:
+    """Spark JDBC: :data:`JDBC` with ``arguments``."""
+    command = [*script(work, "jdbc_side", JDBC), json.dumps(arguments)]
+    return lambda: command
+
+
+def dlt_side(work: Path, arguments: dict[str, Any]) -> Callable[[], list[str]]:
+    """dlt: :data:`DLT` with ``arguments``, in a new pipeline folder each time (no state)."""
+    command, fresh = script(work, "dlt_side", DLT), itertools.count()
+    return lambda: [*command, json.dumps({**arguments, "out": f"{arguments['out']}{next(fresh)}"})]
+
+
+def pyspark_side(work: Path, case: str, data: Path) -> Callable[[], list[str]]:
+    """Plain PySpark: a case of bench_cases.py (:data:`BASELINE`)."""
+    arguments = {"here": str(HERE), "case": case, "data": str(data), "out": str(work / "plain")}
+    command = [*script(work, "pyspark_side", BASELINE), json.dumps(arguments)]
+    return lambda: command
+
+
 def compare(
     pipeline: dict[str, Any],
     work: Path,
     repeat: int,
-    jdbc: dict[str, Any] | None,
-    dlt: dict[str, Any] | None,
+    others: dict[str, Callable[[], list[str]]],
 ) -> dict[str, float]:
-    """Median wall times of the spawned sides, printed as they come: etl with and without the
-    class-data archive (``etl engine prepare`` first: a one-time step), Spark JDBC (``jdbc``:
-    the :data:`JDBC` script's arguments, or ``None``) and dlt (``dlt``: :data:`DLT`'s, or
-    ``None``)."""
+    """Median wall times of the spawned sides, printed as they come: ``etl run`` of
+    ``pipeline`` without and with the class-data archive (``etl engine prepare`` first: a
+    one-time step), then each of ``others`` (name: a function giving its command)."""
     spawn([ETL, "engine", "prepare"])  # nothing to do when the archive is there
     times: dict[str, float] = {}
 
-    def side(name: str, run: Any) -> None:
+    def side(name: str, run: Callable[[], float]) -> None:
         times[name] = statistics.median(run() for _ in range(repeat))
         ratios = ""
-        if name.startswith(("Spark JDBC", "dlt")):
-            ours = times["etl, class-data archive"]
-            plain = times["etl, no archive"]
+        if name not in ("etl, no archive", "etl, class-data archive"):
+            ours, plain = times["etl, class-data archive"], times["etl, no archive"]
             ratios = f": etl is {times[name] / ours:.2f}x (no archive: {times[name] / plain:.2f}x)"
         print(f"  spawned, end to end: {name:<32} {times[name]:6.2f} s{ratios}", flush=True)
 
-    side(
-        "etl, no archive", lambda: etl_once(pipeline, work, "--set=engine.class_data_sharing=false")
-    )
+    no_archive = "--set=engine.class_data_sharing=false"
+    side("etl, no archive", lambda: etl_once(pipeline, work, no_archive))
     side("etl, class-data archive", lambda: etl_once(pipeline, work))
-    if jdbc is not None:
-        command = [*script(work, "jdbc_side", JDBC), json.dumps(jdbc)]
-        side("Spark JDBC, 2 partitions", lambda: spawn(command)[0])
-    if dlt is not None:
-        command = script(work, "dlt_side", DLT)
-        fresh = itertools.count()  # a new pipeline folder each time: no state carried over
-        side(
-            "dlt sql_table -> parquet",
-            lambda: spawn([*command, json.dumps({**dlt, "out": f"{dlt['out']}{next(fresh)}"})])[0],
-        )
+    for name, command in others.items():
+        side(name, lambda command=command: spawn(command())[0])  # type: ignore[misc]
     return times

@@ -4,8 +4,9 @@
 Spark puts ``$SPARK_HOME/python/lib/pyspark.zip`` (and py4j's zip) first on its Python workers'
 ``PYTHONPATH``. Python caches no bytecode for modules imported from a zip: it compiles them
 again in every worker process. Measured here, ``import pyspark, pyspark.worker, pyarrow`` took
-0.68 s from the zip and 0.26 s from site-packages, in each of the three daemons a Python data
-source's first job starts and in each worker they fork. When a zip is the one inside an
+0.68 s from the zip and 0.26 s from site-packages, in the task workers' daemon and in each
+worker it forks. (The daemons that plan a Python data source's read and write are started with
+Spark's own module, whatever this setting says.) When a zip is the one inside an
 installed pyspark package (pip's pyspark), the same files are importable from that package:
 the zip is left out of ``sys.path``. Then Spark's own daemon runs, unchanged.
 

@@ -43,8 +43,13 @@ def cache_dir() -> Path:
 
 
 def archive_path(conf: dict[str, str]) -> Path | None:
-    """Where the archive for a session with ``conf`` lives (``None``: no java to key it on)."""
+    """Where the archive for a session with ``conf`` lives (``None``: no java to key it on, or
+    no home folder for the cache)."""
     java = _java()
+    try:
+        folder = cache_dir()
+    except RuntimeError:  # no HOME
+        return None
     if java is None:
         return None
     import pyspark
@@ -52,7 +57,7 @@ def archive_path(conf: dict[str, str]) -> Path | None:
     spark_home = os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__)
     key = [java, pyspark.__version__, spark_home, *(conf.get(k, "") for k in CLASSPATH_KEYS)]
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
-    return cache_dir() / f"spark-{pyspark.__version__}-{digest}.jsa"
+    return folder / f"spark-{pyspark.__version__}-{digest}.jsa"
 
 
 def usable(path: Path) -> bool:
