@@ -253,13 +253,14 @@ def prepare_class_data(
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     options = conf["spark.driver.extraJavaOptions"]
     recording = f"{options} -XX:ArchiveClassesAtExit={partial} {classdata.QUIET}"
+    recording_conf = {**engine.conf, "spark.driver.extraJavaOptions": recording}
     try:
-        spark = get_spark(
-            attrs.evolve(engine, conf={**engine.conf, "spark.driver.extraJavaOptions": recording})
-        )
-        with tempfile.TemporaryDirectory(prefix="etl-prepare-") as work:
-            classdata.workload(spark, Path(work))
-        stop_engine()  # the JVM writes the archive as it exits
+        try:
+            spark = get_spark(attrs.evolve(engine, conf=recording_conf))
+            with tempfile.TemporaryDirectory(prefix="etl-prepare-") as work:
+                classdata.workload(spark, Path(work))
+        finally:
+            stop_engine()  # the JVM writes the archive as it exits
         classdata.install(partial, path)
     finally:
         partial.unlink(missing_ok=True)
