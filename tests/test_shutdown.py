@@ -102,7 +102,7 @@ def test_sigterm_discards_the_staging_and_publishes_nothing(tmp_path, etl_run):
     )
     assert "Traceback" not in stderr
     assert files_under(target) == before
-    assert not any(staging_root.glob("*/*"))
+    assert not any(staging_root.glob("*/*")), sorted(str(p) for p in staging_root.rglob("*"))
     assert not list((tmp_path / ".etl" / "runs").glob("*.lock"))
 
 

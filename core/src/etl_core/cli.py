@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -92,6 +93,22 @@ _plaintext_option = click.option(
     is_flag=True,
     help="Accept plaintext values under secret-looking keys (with a warning).",
 )
+
+
+@contextmanager
+def _engine_stopped() -> Iterator[None]:
+    """The JVM that the block starts is stopped, and waited for, when the block ends, so that
+    the command ends after it (a scheduler may start the next one at once). A session the
+    process had before (embedded, tests) is left as it is."""
+    from etl_core.run.engine import jvm_up, stop_engine
+
+    if jvm_up():
+        yield
+        return
+    try:
+        yield
+    finally:
+        stop_engine()
 
 
 def _check(
@@ -191,7 +208,6 @@ def run(
 
     from etl_core.health import HealthServer, RunControl, RunInterrupted, graceful_shutdown
     from etl_core.progress import ConsoleProgress
-    from etl_core.run.engine import jvm_up, stop_engine
     from etl_core.run.runner import run as run_pipeline
 
     quiet = ctx.obj["quiet"]
@@ -202,8 +218,7 @@ def run(
     control = RunControl()
     try:
         with ExitStack() as stack:
-            if not jvm_up():  # else a session this process had before (embedded, tests)
-                stack.callback(stop_engine)  # last: the process ends after the run's JVM
+            stack.enter_context(_engine_stopped())  # last out: the process ends after the JVM
             if health_port is not None:
                 stack.enter_context(HealthServer(control, health_port, health_host))
             stack.enter_context(graceful_shutdown(control))
@@ -293,7 +308,9 @@ def explain(pipeline: str, overrides: tuple[str, ...], allow_plaintext_secrets: 
     from etl_core.run.runner import explain as explain_pipeline
 
     bound, host = _check(pipeline, overrides, allow_plaintext_secrets)
-    click.echo(explain_pipeline(bound, host))
+    with _engine_stopped():
+        text = explain_pipeline(bound, host)
+    click.echo(text)
 
 
 @main.command()
@@ -416,6 +433,6 @@ def dlq_replay(
     from etl_core.run.runner import replay
 
     bound, host = _check(pipeline, overrides, allow_plaintext_secrets)
-    with ConsoleProgress(quiet=ctx.obj["quiet"]) as progress:
+    with _engine_stopped(), ConsoleProgress(quiet=ctx.obj["quiet"]) as progress:
         metrics = replay(bound, host, Path(path), from_stage=from_stage, progress=progress)
     click.echo(render_report(metrics))
