@@ -61,6 +61,8 @@ def archive_path(conf: dict[str, str]) -> Path | None:
 
 
 def usable(path: Path) -> bool:
+    """The archive at ``path`` is whole (the size recorded when it was made) and its path can
+    go into the JVM's options (Spark splits them at whitespace)."""
     try:
         recorded = json.loads(path.with_suffix(".json").read_text())["size"]
         return bool(recorded == path.stat().st_size) and not any(c.isspace() for c in str(path))
