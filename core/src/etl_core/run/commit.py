@@ -341,10 +341,16 @@ def discard_all(live: LiveRun) -> None:
     live.staged.clear()
 
 
+#: how long Spark must stay idle (no job, no running task) before a discard trusts it
+QUIET_S = 0.5
+
+
 def _settle(live: LiveRun) -> None:
-    """After a stop request, wait (a little) for the cancelled Spark tasks to end: a task
+    """After a stop request, wait (a little) for the cancelled Spark work to end: a task
     still running would write its file into a staging already removed. A cancelled job ends
-    at once, its tasks only when they next look: count the executors' running tasks."""
+    at once, its tasks only when they next look, and a task that failed (rather than was
+    killed) before its stage was cancelled is run again (seen: its retry wrote a part file
+    after the discard). So wait until no job is active and no task runs, for QUIET_S."""
     if live.control is None or live.control.stop_signal is None or not live.staged:
         return
     try:
@@ -352,7 +358,16 @@ def _settle(live: LiveRun) -> None:
     except Exception:  # noqa: BLE001 - no SparkContext (Spark Connect): nothing to wait for
         return
     deadline = time.monotonic() + SETTLE_S
+    idle_since: float | None = None
     while time.monotonic() < deadline:
-        if not sum(info.numRunningTasks() for info in tracker.getExecutorInfos()):
+        busy = len(tracker.getActiveJobIds()) or sum(
+            info.numRunningTasks() for info in tracker.getExecutorInfos()
+        )
+        now = time.monotonic()
+        if busy:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= QUIET_S:
             return
         time.sleep(0.1)
