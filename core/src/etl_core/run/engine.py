@@ -114,7 +114,7 @@ def _launch_quiet_gateway(conf: dict[str, str]) -> None:
     from pyspark import SparkConf, SparkContext
     from pyspark.java_gateway import launch_gateway
 
-    if SparkContext._gateway is not None:  # noqa: SLF001 - a JVM is already up
+    if jvm_up():
         return
     spark_conf_obj = SparkConf(loadDefaults=False).setAll(list(conf.items()))
     popen_kwargs = {"stderr": subprocess.PIPE}
@@ -235,11 +235,10 @@ def prepare_class_data(
     from pathlib import Path
 
     import attrs
-    from pyspark import SparkContext
 
     from etl_core.run import classdata
 
-    if SparkContext._gateway is not None:  # noqa: SLF001
+    if jvm_up():
         raise EtlError("etl engine prepare: this process already runs a JVM; run it on its own")
     started = time.monotonic()
     conf = spark_conf(attrs.evolve(engine, class_data_sharing=False), "etl-prepare")
